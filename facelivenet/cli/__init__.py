@@ -1,0 +1,32 @@
+"""The ``facelivenet`` command line: a thin Click group; each command lives in a module.
+
+Every command maps its options to a library call; library errors
+(:class:`facelivenet.errors.FaceLiveNetError`) become a one-line message and exit 2.
+"""
+
+from __future__ import annotations
+
+import click
+
+from facelivenet import __version__
+from facelivenet.cli.common import FaceLiveNetGroup
+from facelivenet.cli.model_cmds import analyze, create_model, info
+
+
+@click.group(cls=FaceLiveNetGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="facelivenet")
+def cli():
+    """Face authentication: face verification fused with expression challenge-response liveness.
+
+    Results go to stdout (--json for JSON); progress and logs go to stderr. Exit codes:
+    0 success/accept, 1 reject, 2 error.
+    """
+
+
+for _command in (info, analyze, create_model):
+    cli.add_command(_command)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="facelivenet")

@@ -1,0 +1,153 @@
+"""Pieces every command shares: options, output, progress, errors → exit codes.
+
+Exit codes (every command): 0 success (for a verification: accept), 1 a negative
+decision (reject), 2 an error (bad input, usage) reported as one line on stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import traceback
+from typing import Any, Callable, Iterable, TypeVar
+
+import click
+
+from facelivenet.errors import FaceLiveNetError
+
+T = TypeVar("T")
+
+EXIT_OK = 0
+EXIT_REJECT = 1
+EXIT_ERROR = 2
+DEBUG_ENV = "FACELIVENET_DEBUG"
+
+
+class CliError(click.ClickException):
+    """A one-line error that exits with code 2."""
+
+    exit_code = EXIT_ERROR
+
+    def show(self, file=None) -> None:
+        click.echo(f"Error: {self.format_message()}", err=True)
+
+
+@contextlib.contextmanager
+def _stderr_fd_silenced():
+    """Point file descriptor 2 at /dev/null for the block (C++ logs bypass sys.stderr)."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # e.g. Click's CliRunner
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+        os.close(devnull)
+
+
+def load_backend() -> None:
+    """Import Keras (and its backend) once, without TensorFlow's C++ start-up log lines.
+
+    Those lines are written before TensorFlow reads TF_CPP_MIN_LOG_LEVEL, so the only
+    way to keep stderr for our own progress and errors is to mute the descriptor
+    during the import. Python-level errors of the import still propagate.
+    """
+    if "keras" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with _stderr_fd_silenced():
+        import keras  # noqa: F401
+
+
+class Command(click.Command):
+    """A command that needs the network: the backend is imported (quietly) before it runs."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        load_backend()
+        return super().invoke(ctx)
+
+
+class FaceLiveNetGroup(click.Group):
+    """Click group that turns our exceptions (and stray ones) into one-line errors."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except FaceLiveNetError as exc:
+            raise CliError(str(exc)) from None
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            ctx.exit(130)
+        except MemoryError:
+            raise CliError("out of memory; use smaller inputs or batches") from None
+        except Exception as exc:  # a bug of ours: one line, the traceback on demand
+            if os.environ.get(DEBUG_ENV):
+                traceback.print_exc()
+            raise CliError(
+                f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+                f"(set {DEBUG_ENV}=1 for the traceback)"
+            ) from None
+
+
+def model_option(func: Callable) -> Callable:
+    """``--model PATH``: a model file; the bundled default when omitted."""
+    return click.option(
+        "--model", "model_path", type=click.Path(dir_okay=False), default=None,
+        help="Model file (.keras). Default: the bundled models/facelivenet-default.keras "
+        "(or $FACELIVENET_MODEL).",
+    )(func)
+
+
+def json_option(func: Callable) -> Callable:
+    """``--json``: print the result as JSON on stdout instead of the human summary."""
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print the result as JSON on stdout."
+    )(func)
+
+
+def quiet_option(func: Callable) -> Callable:
+    """``--quiet``: no progress bars or logs on stderr."""
+    return click.option("--quiet", "-q", is_flag=True, help="No progress bars on stderr.")(func)
+
+
+def emit(result: Any, as_json: bool, human: Callable[[Any], str]) -> None:
+    """Print ``result`` as JSON (stdout) or as the human summary ``human(result)``."""
+    if as_json:
+        click.echo(json.dumps(result, indent=2, sort_keys=False, default=_json_default))
+    else:
+        click.echo(human(result))
+
+
+def _json_default(obj: Any) -> Any:
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def progress(items: Iterable[T], *, label: str, length: int | None = None, quiet: bool = False) -> Iterable[T]:
+    """Iterate ``items`` with a progress bar on stderr (none when ``quiet``)."""
+    if quiet:
+        yield from items
+        return
+    with click.progressbar(
+        items, length=length, label=label, file=sys.stderr, show_pos=True, show_eta=True
+    ) as bar:
+        yield from bar
+

@@ -1,0 +1,64 @@
+"""Reading image files into RGB arrays, with one-line errors for bad files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from facelivenet.errors import ImageReadError
+from facelivenet.preprocess import to_rgb
+
+#: Largest image (in pixels) we decode; bigger files are refused, not half-read.
+MAX_PIXELS = 50_000_000
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as an (H, W, 3) uint8 RGB array.
+
+    Grey, 16-bit, palette and RGBA images are converted. Raises
+    :class:`ImageReadError` naming the file for a missing, unreadable, empty,
+    truncated, non-image or oversized file.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise ImageReadError(f"{p}: no such file")
+    if p.is_dir():
+        raise ImageReadError(f"{p}: is a directory, not an image")
+    if not os.access(p, os.R_OK):
+        raise ImageReadError(f"{p}: permission denied")
+    if p.stat().st_size == 0:
+        raise ImageReadError(f"{p}: empty file")
+    try:
+        with Image.open(p) as im:
+            w, h = im.size
+            if w * h > MAX_PIXELS:
+                raise ImageReadError(
+                    f"{p}: image is {w}x{h} pixels, more than the {MAX_PIXELS:,} we decode; "
+                    "downscale it first"
+                )
+            im.load()
+            arr = _pil_to_array(im)
+    except ImageReadError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageReadError(f"{p}: not a readable image") from None
+    except (OSError, ValueError, SyntaxError) as exc:  # truncated or corrupt data
+        raise ImageReadError(f"{p}: corrupt image ({exc})") from None
+    return to_rgb(arr)
+
+
+def _pil_to_array(im: Image.Image) -> np.ndarray:
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(im, dtype=np.int64)
+        peak = 65535 if im.mode.startswith("I;16") or arr.max() > 255 else 255
+        return (np.clip(arr, 0, peak) * (255.0 / peak) + 0.5).astype(np.uint8)
+    if im.mode in ("L", "RGB"):
+        return np.asarray(im)
+    if im.mode in ("LA", "RGBA", "P", "PA", "CMYK", "YCbCr", "1", "F", "La", "RGBa"):
+        if im.mode == "F":
+            return np.clip(np.asarray(im), 0, 255).astype(np.uint8)
+        return np.asarray(im.convert("RGBA" if "A" in im.mode or im.mode == "P" else "RGB"))
+    return np.asarray(im.convert("RGB"))

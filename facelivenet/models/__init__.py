@@ -1,0 +1,1 @@
+"""The network: blocks, the two-branch model, compiled inference, save/load."""

@@ -1,0 +1,75 @@
+"""Saving and loading FaceLiveNet models as single ``.keras`` files.
+
+The ``.keras`` archive holds the architecture config (a :class:`NetworkConfig`, which
+also carries the class names, preprocessing and thresholds) and the weights. Writes
+are atomic: a temporary file in the target directory is renamed over the target.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import keras
+
+from facelivenet.errors import ModelLoadError
+from facelivenet.models.network import FaceLiveNet
+from facelivenet.paths import default_model_path
+from facelivenet.utils import atomic_path
+
+
+def save_network(network: FaceLiveNet, path: str | os.PathLike) -> Path:
+    """Write ``network`` to ``path`` (must end in ``.keras``) atomically; return the path."""
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise ModelLoadError(f"{path}: a model file name must end in .keras")
+    with atomic_path(path, suffix=".keras") as tmp:
+        network.save(tmp)
+    return path
+
+
+def resolve_model_path(path: str | os.PathLike | None) -> Path:
+    """``path`` itself, or the bundled default when ``path`` is None; must exist."""
+    if path is None:
+        p = default_model_path()
+        if not p.is_file():
+            raise ModelLoadError(
+                f"no default model at {p}: it is built by bin/train-default (see models/README.md); "
+                "pass --model PATH to use another model"
+            )
+        return p
+    p = Path(path)
+    if not p.exists():
+        raise ModelLoadError(f"{p}: no such model file")
+    if p.is_dir():
+        raise ModelLoadError(f"{p}: is a directory, not a .keras model file")
+    return p
+
+
+def load_network(path: str | os.PathLike | None = None) -> FaceLiveNet:
+    """Load a :class:`FaceLiveNet` from a ``.keras`` file (the default model when None).
+
+    Raises :class:`ModelLoadError` naming the file when it is missing, not a Keras
+    archive, or a Keras model that is not a FaceLiveNet.
+    """
+    p = resolve_model_path(path)
+    if not zipfile.is_zipfile(p):
+        raise ModelLoadError(f"{p}: not a .keras model file (not a zip archive)")
+    try:
+        with zipfile.ZipFile(p) as z:
+            names = set(z.namelist())
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ModelLoadError(f"{p}: unreadable model file ({exc})") from None
+    if "config.json" not in names:
+        raise ModelLoadError(f"{p}: not a Keras 3 model file (no config.json inside)")
+    try:
+        model = keras.saving.load_model(p, compile=False, safe_mode=True)
+    except Exception as exc:  # Keras raises many types for a foreign or broken file
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"{p}: not a facelivenet model ({reason})") from None
+    if not isinstance(model, FaceLiveNet):
+        raise ModelLoadError(
+            f"{p}: a Keras model of class {type(model).__name__}, not a facelivenet model"
+        )
+    return model
