@@ -1,0 +1,54 @@
+"""Shared fixtures: a tiny model, the shared real-data folder, temporary files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+ROOT = Path(__file__).resolve().parent.parent
+#: Real face data beside the project (never copied into it); tests skip without it.
+SHARED_DATA = Path(os.environ.get("FACELIVENET_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+#: A small, fast configuration: the simple preset at 80 px with a 32-d embedding.
+TINY = dict(image_size=80, embedding_size=32)
+
+
+def shared_data(*parts: str) -> Path:
+    """Path under ../shared/data; skips the calling test when it is absent."""
+    p = SHARED_DATA.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"shared data not available: {p}")
+    return p
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    from facelivenet.config import NetworkConfig
+
+    return NetworkConfig.from_preset("simple", **TINY)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_config):
+    """A freshly initialised simple-preset FaceModel at 80 px (seeded)."""
+    from facelivenet.api import new_model
+
+    return new_model(tiny_config, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tiny_model, tmp_path_factory) -> Path:
+    """The tiny model saved to a .keras file."""
+    path = tmp_path_factory.mktemp("models") / "tiny.keras"
+    tiny_model.save(path)
+    return path
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
