@@ -1,5 +1,5 @@
 # Sourced by bin/test and bin/facelivenet: make sure .venv exists and holds this
-# package (editable) with its test extra. Reinstalls when setup.cfg changes.
+# package (editable) with its test and export extras. Reinstalls when setup.cfg changes.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
@@ -12,7 +12,7 @@ STAMP="$VENV/.facelivenet-$(cat "$ROOT/setup.cfg" "$ROOT/pyproject.toml" | sha25
 if [ ! -f "$STAMP" ]; then
   echo "installing facelivenet and its dependencies into $VENV ..." >&2
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >&2
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[test]" >&2
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[test,export]" >&2
   rm -f "$VENV"/.facelivenet-*
   touch "$STAMP"
 fi

@@ -1,0 +1,101 @@
+"""``facelivenet export``: SavedModel, TFLite (float, int8) and ONNX, with a parity check."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import click
+
+from facelivenet.cli.common import CliError, Command, emit, json_option, model_option
+from facelivenet.paths import MODELS_DIR
+
+#: Real face crops (public-domain astronaut portrait) used when --faces is not given.
+DEFAULT_PARITY_FACES = MODELS_DIR.parent / "data" / "parity-faces"
+
+
+@click.command("export", cls=Command)
+@model_option
+@click.option("--format", "fmt", required=True,
+              type=click.Choice(["savedmodel", "tflite", "tflite-int8", "onnx"]),
+              help="savedmodel (directory), tflite (float32), tflite-int8 (needs --calibration), onnx.")
+@click.option("--out", required=True, type=click.Path(), help="Output file (directory for savedmodel).")
+@click.option("--calibration", type=click.Path(file_okay=False),
+              help="Directory of real face crops for int8 calibration (tflite-int8).")
+@click.option("--faces", type=click.Path(file_okay=False),
+              help="Directory of real face crops for the parity check. Default: data/parity-faces.")
+@click.option("--max-faces", type=click.IntRange(1), default=200, show_default=True,
+              help="At most this many crops are read for calibration and for parity.")
+@click.option("--force", is_flag=True, help="Overwrite OUT if it exists.")
+@json_option
+def export_cmd(model_path, fmt, out, calibration, faces, max_faces, force, as_json):
+    """Export the network (embedding + expression probabilities) for phones and serving.
+
+    The exported model takes a uint8 RGB batch named `image` (N x S x S x 3, S the
+    model's input size) and returns `embedding` and `expression_probs`. After writing,
+    the export and our model run on the same real face crops: the largest embedding
+    difference, the cosine similarity and the expression-argmax agreement are printed,
+    and the export is refused (deleted, exit 2) below the bounds: cosine >= 0.9999 and
+    100% agreement for float formats, cosine >= 0.98 and 90% agreement for int8.
+    """
+    from facelivenet.api import load_model
+    from facelivenet.export import (
+        artefact_size,
+        check_parity,
+        export,
+        load_face_dir,
+        load_runner,
+    )
+
+    out_path = Path(out)
+    if out_path.exists() and not force:
+        raise CliError(f"{out_path}: already exists (use --force to overwrite)")
+    if fmt == "tflite-int8" and not calibration:
+        raise CliError("tflite-int8 needs --calibration DIR with real face crops")
+    if fmt != "tflite-int8" and calibration:
+        raise CliError("--calibration is only used by --format tflite-int8")
+    model = load_model(model_path)
+    size = model.image_size
+    calib = load_face_dir(calibration, size, max_faces) if calibration else None
+    parity_faces = load_face_dir(faces or DEFAULT_PARITY_FACES, size, max_faces)
+
+    click.echo(f"exporting {model.source} as {fmt} ...", err=True)
+    export(model.network, fmt, out_path, calibration=calib)
+    click.echo(f"checking parity on {len(parity_faces)} face crops ...", err=True)
+    model.analyze(parity_faces[:1])  # compile our forward once
+    parity = check_parity(fmt, lambda x: _analyze_pair(model, x), load_runner(fmt, out_path), parity_faces)
+    report = {
+        "model": str(model.source),
+        "format": fmt,
+        "out": str(out_path),
+        "bytes": artefact_size(out_path),
+        "parity": parity.to_dict(),
+    }
+    if not parity.ok:
+        if out_path.is_dir():
+            shutil.rmtree(out_path)
+        else:
+            out_path.unlink(missing_ok=True)
+        failed = []
+        if parity.min_cosine < parity.bound_cosine:
+            failed.append(f"min cosine {parity.min_cosine:.5f} < {parity.bound_cosine}")
+        if parity.argmax_agreement < parity.bound_agreement:
+            failed.append(f"expression argmax agreement {parity.argmax_agreement:.1%} < {parity.bound_agreement:.0%}")
+        raise CliError(f"export refused, parity below bounds ({'; '.join(failed)}); {out_path} removed")
+    emit(report, as_json, _text)
+
+
+def _analyze_pair(model, faces):
+    res = model.analyze(faces)
+    return res.embeddings, res.expressions
+
+
+def _text(r: dict) -> str:
+    p = r["parity"]
+    return (
+        f"wrote {r['out']} ({r['format']}, {r['bytes'] / 1e6:.1f} MB)\n"
+        f"parity on {p['faces']} faces: max |Δembedding| {p['max_abs_embedding_diff']:.2e}, "
+        f"cosine min {p['min_cosine']:.6f} mean {p['mean_cosine']:.6f}, "
+        f"expression argmax agreement {p['argmax_agreement']:.1%} (bounds: cosine >= {p['bound_cosine']}, "
+        f"agreement >= {p['bound_agreement']:.0%})"
+    )
