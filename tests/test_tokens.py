@@ -19,7 +19,7 @@ from facelivenet.auth import tokens
 from facelivenet.auth.challenge import ReasonCode
 from facelivenet.auth.nonces import NonceStore
 from facelivenet.auth.tokens import (
-    TokenClaims, encode_token, issue_token, load_key, parse_token, verify_token,
+    TokenClaims, issue_token, load_key, parse_token, verify_token,
 )
 from facelivenet.errors import InputError, NonceStoreError, TokenError
 

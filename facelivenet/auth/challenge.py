@@ -35,7 +35,7 @@ import numbers
 import re
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 from facelivenet.errors import ChallengeError, ConfigError

@@ -10,7 +10,7 @@ import click
 
 from facelivenet import __version__
 from facelivenet.cli.common import FaceLiveNetGroup
-from facelivenet.cli.auth_cmds import challenge
+from facelivenet.cli.auth_cmds import challenge, enroll, gallery
 from facelivenet.cli.model_cmds import analyze, create_model, info
 
 
@@ -24,7 +24,7 @@ def cli():
     """
 
 
-for _command in (info, analyze, create_model, challenge):
+for _command in (info, analyze, create_model, challenge, enroll, gallery):
     cli.add_command(_command)
 
 
