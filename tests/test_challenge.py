@@ -128,6 +128,21 @@ def test_wrong_expression_rejects():
     assert "surprise" in d.reasons[0].message
 
 
+def test_unguarded_expressions_on_the_way_do_not_reject():
+    # Surprise is often read as fear for a few frames while the mouth opens.
+    frames = script((6, face("neutral")), (5, face("fear")), (3, face("surprise")))
+    assert run_challenge(clip("surprise"), frames, SETTINGS).accepted
+    strict = SETTINGS.replace(guarded_expressions=("happy", "surprise", "fear"))
+    d = run_challenge(clip("surprise"), frames, strict)
+    assert d.codes == (ReasonCode.WRONG_EXPRESSION,)
+
+
+def test_requested_expression_out_of_order_is_guarded_even_if_not_in_the_pool():
+    frames = script((6, face("neutral")), (3, face("sad")), (3, face("angry")))
+    d = run_challenge(clip("angry", "sad"), frames, SETTINGS)
+    assert d.codes == (ReasonCode.WRONG_EXPRESSION,)
+
+
 def test_no_neutral_first_rejects():
     frames = script((40, face("happy")))
     d = run_challenge(clip("happy"), frames, SETTINGS)
@@ -410,6 +425,9 @@ def test_settings_validation_and_for_model():
         ChallengeSettings(expression_threshold=0.0)
     with pytest.raises(ConfigError):
         ChallengeSettings(time_limit=float("inf"))
+    with pytest.raises(ConfigError):
+        ChallengeSettings(guarded_expressions="happy")
+    assert ChallengeSettings(guarded_expressions=["happy"]).guarded_expressions == ("happy",)
 
     class Cfg:
         verification_threshold = 0.8

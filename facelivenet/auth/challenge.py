@@ -117,10 +117,15 @@ class ChallengeSettings:
         identity_change_frames: once the identity was established (a counted frame),
             this many consecutive frames of the tracked face not matching it reject
             as an identity change (5).
-        wrong_expression_frames: after Neutral, holding an expression that is neither
-            Neutral, the awaited one nor the one just completed for this many
-            consecutive frames rejects (3). A replayed clip that shows every
+        wrong_expression_frames: after Neutral, holding a *guarded* expression that is
+            neither the awaited one nor the one just completed for this many
+            consecutive frames rejects (3), so a replayed clip that shows every
             expression in turn cannot answer every challenge.
+        guarded_expressions: the expressions that count as a wrong answer: these and
+            the challenge's own (default: happy, surprise, the expressions challenges
+            are drawn from). Other classes (fear, sad, ...) are not guarded: weak
+            classifiers show them briefly on the way to an expression (surprise is
+            often read as fear), and they answer no challenge.
     """
 
     neutral_min_frames: int = 5
@@ -137,8 +142,16 @@ class ChallengeSettings:
     max_scale_change: float = 1.5
     identity_change_frames: int = 5
     wrong_expression_frames: int = 3
+    guarded_expressions: tuple[str, ...] = DEFAULT_EXPRESSIONS
 
     def __post_init__(self) -> None:
+        if isinstance(self.guarded_expressions, str) or not all(
+            isinstance(n, str) for n in self.guarded_expressions
+        ):
+            raise ConfigError(
+                f"guarded_expressions must be a sequence of names. Received: {self.guarded_expressions!r}"
+            )
+        object.__setattr__(self, "guarded_expressions", tuple(self.guarded_expressions))
         for name in ("neutral_min_frames", "expression_min_frames", "identity_change_frames",
                      "wrong_expression_frames"):
             value = getattr(self, name)
@@ -781,10 +794,11 @@ class ChallengeEngine:
 
     def _check_wrong_expression(self, face: FaceObservation, t: float, index: int) -> None:
         s = self.settings
-        allowed = {NEUTRAL, self._steps[self._step], self._steps[self._step - 1]}
+        guarded = (set(s.guarded_expressions) | set(self.challenge.expressions)) - {
+            NEUTRAL, self._steps[self._step], self._steps[self._step - 1]}
         shown = {
             name for name, p in face.expressions.items()
-            if name not in allowed and _finite(p) and p >= s.expression_threshold
+            if name in guarded and _finite(p) and p >= s.expression_threshold
         }
         self._wrong_runs = {name: self._wrong_runs.get(name, 0) + 1 for name in shown}
         for name, run in sorted(self._wrong_runs.items()):
