@@ -561,6 +561,9 @@ class EngineStatus:
     time_left: float
     prompt: str
 
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
 
 # --------------------------------------------------------------------------- engine
 
