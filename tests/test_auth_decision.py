@@ -106,3 +106,44 @@ def test_still_photo_is_rejected():
     still = frames((100, "neutral"))
     d = run_challenge(Challenge.for_clip(("happy",), 10.0), still)
     assert not d.accepted and d.codes[:2] == (ReasonCode.INCOMPLETE, ReasonCode.EXPRESSION_NOT_SHOWN)
+
+
+# ------------------------------------------------------------------------------ offline mode
+
+
+def test_prepare_offline_challenge_from_expressions():
+    from facelivenet.auth.offline import prepare_offline_challenge
+
+    s = ChallengeSettings(time_limit=9.0)
+    oc = prepare_offline_challenge(expressions="Happy, surprise", settings=s)
+    assert oc.challenge.expressions == ("happy", "surprise") and oc.challenge.deadline == 9.0
+    assert oc.claims is None and oc.rejection is None and oc.consume(None) is None
+    assert prepare_offline_challenge(expressions=["surprise"]).challenge.expressions == ("surprise",)
+    from facelivenet.errors import ChallengeError
+
+    for kwargs in ({}, {"expressions": "happy", "token": "x"}, {"expressions": "happy,,surprise"},
+                   {"expressions": "neutral"}, {"token": "a.b"}):
+        with pytest.raises(ChallengeError):
+            prepare_offline_challenge(**kwargs)
+
+
+def test_prepare_offline_challenge_from_token_consumes_once(tmp_path):
+    from facelivenet.auth.offline import prepare_offline_challenge
+    from facelivenet.errors import TokenError
+
+    store = NonceStore(tmp_path / "n.db")
+    token, claims = issue_token(KEY, ("surprise",), clock=lambda: 1000)
+    oc = prepare_offline_challenge(token=token, key=KEY, nonces=store, clock=lambda: 1001)
+    assert oc.rejection is None and oc.challenge.nonce == claims.nonce
+    assert oc.challenge.expressions == ("surprise",) and oc.challenge.issued_at == 0.0
+    assert not store.is_used(claims.nonce)  # not consumed before the clip is read
+    assert oc.consume(store, now=1002) is None
+    assert oc.consume(store, now=1003).code == ReasonCode.TOKEN_REUSED
+    again = prepare_offline_challenge(token=token, key=KEY, nonces=store, clock=lambda: 1004)
+    assert again.rejection.code == ReasonCode.TOKEN_REUSED
+    d = again.rejected_decision()
+    assert d.codes == (ReasonCode.TOKEN_REUSED,) and d.trace == ()
+    expired = prepare_offline_challenge(token=token, key=KEY, nonces=store, clock=lambda: 5000)
+    assert expired.rejection.code == ReasonCode.TOKEN_EXPIRED
+    with pytest.raises(TokenError):
+        prepare_offline_challenge(token="garbage", key=KEY)
