@@ -116,7 +116,9 @@ class ChallengeSettings:
         max_scale_change: ... and its side changed by at most this factor (1.5).
         identity_change_frames: once the identity was established (a counted frame),
             this many consecutive frames of the tracked face not matching it reject
-            as an identity change (5).
+            as an identity change (8). Frames that count must match anyway; this
+            only rejects a swapped face early, so it is kept loose enough for a
+            genuine face whose distance wavers near the threshold.
         wrong_expression_frames: after Neutral, holding a *guarded* expression that is
             neither the awaited one nor the one just completed for this many
             consecutive frames rejects (3), so a replayed clip that shows every
@@ -140,7 +142,7 @@ class ChallengeSettings:
     min_iou: float = 0.3
     max_centre_shift: float = 0.35
     max_scale_change: float = 1.5
-    identity_change_frames: int = 5
+    identity_change_frames: int = 8
     wrong_expression_frames: int = 3
     guarded_expressions: tuple[str, ...] = DEFAULT_EXPRESSIONS
 
