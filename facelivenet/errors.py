@@ -25,3 +25,27 @@ class ModelLoadError(FaceLiveNetError):
 
 class ConfigError(FaceLiveNetError):
     """A model or stage configuration is invalid."""
+
+
+class ChallengeError(InputError):
+    """A challenge specification or a stream of frame observations cannot be used."""
+
+
+class TokenError(InputError):
+    """A challenge token string does not parse (malformed), or its key is unusable.
+
+    A well-formed token that is expired, tampered with or already used is not an
+    error: it is a rejection with a reason (see :mod:`facelivenet.auth.tokens`).
+    """
+
+
+class NonceStoreError(FaceLiveNetError):
+    """The database of used challenge nonces cannot be opened or written."""
+
+
+class GalleryError(InputError):
+    """A gallery file is missing, malformed, or an identity in it cannot be used."""
+
+
+class GalleryModelMismatch(GalleryError):
+    """A gallery was enrolled with another model (different fingerprint)."""

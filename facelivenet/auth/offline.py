@@ -1,0 +1,86 @@
+"""The offline (uploaded clip) mode's challenge: from ``--token`` or ``--challenge``.
+
+``verify-video`` answers either a signed single-use token (``--token T``) or an
+explicit sequence (``--challenge happy,surprise``, for tests and one-off checks).
+The order of operations that keeps a token single-use without burning it on a typo:
+
+1. :func:`prepare_offline_challenge` parses and checks the token (signature, expiry,
+   not yet used) *without* consuming it; a malformed token raises
+   :class:`~facelivenet.errors.TokenError` (exit 2), a bad one gives a
+   ``rejection`` (exit 1, nothing else needs to be read);
+2. the clip is opened and analysed;
+3. :meth:`OfflineChallenge.consume` records the nonce (atomically) before the
+   decision is reported; if another verification used it meanwhile, the answer is
+   a ``token_reused`` rejection.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from facelivenet.auth.challenge import (
+    Challenge, ChallengeSettings, Decision, Reason, ReasonCode, validate_expressions,
+)
+from facelivenet.auth.nonces import NonceStore
+from facelivenet.auth.tokens import TokenClaims, verify_token
+from facelivenet.errors import ChallengeError
+
+
+@dataclass(frozen=True)
+class OfflineChallenge:
+    """The challenge a clip must answer.
+
+    Attributes:
+        challenge: in clip time (issued at 0, due ``settings.time_limit`` seconds in).
+        claims: the token's claims (``None`` for ``--challenge``).
+        rejection: the token's reject reason, if it was already refused.
+    """
+
+    challenge: Challenge
+    claims: TokenClaims | None
+    rejection: Reason | None
+
+    def rejected_decision(self, settings: ChallengeSettings | None = None) -> Decision:
+        """The reject decision for a refused token (no frame was read)."""
+        if self.rejection is None:
+            raise ChallengeError("the challenge was not rejected")
+        return Decision.rejected(self.challenge, [self.rejection], at=0.0, settings=settings)
+
+    def consume(self, nonces: NonceStore | None, now: float | None = None) -> Reason | None:
+        """Mark the token used; the ``token_reused`` reason if it already was."""
+        if self.claims is None or nonces is None:
+            return None
+        if nonces.consume(self.claims.nonce, self.claims.expiry, now):
+            return None
+        return Reason(ReasonCode.TOKEN_REUSED,
+                      "the challenge token was already used; each token answers one clip only")
+
+
+def parse_challenge_sequence(text: str) -> tuple[str, ...]:
+    """``"happy,surprise"`` → the sequence, in the given order (validated)."""
+    names = [n.strip().lower() for n in str(text).split(",")]
+    if any(not n for n in names):
+        raise ChallengeError(f"empty expression name in {text!r}")
+    return validate_expressions(names)
+
+
+def prepare_offline_challenge(*, token: str | None = None, expressions: str | Sequence[str] | None = None,
+                              settings: ChallengeSettings | None = None, key: bytes | None = None,
+                              nonces: NonceStore | None = None,
+                              clock: Callable[[], float] = time.time) -> OfflineChallenge:
+    """The challenge for ``token`` (checked, not consumed) or for ``expressions``.
+
+    Exactly one of ``token`` and ``expressions`` is given; a token needs ``key``.
+    """
+    settings = settings or ChallengeSettings()
+    if (token is None) == (expressions is None):
+        raise ChallengeError("give either a challenge token or a challenge (expressions), not both or neither")
+    if expressions is not None:
+        seq = parse_challenge_sequence(expressions) if isinstance(expressions, str) else validate_expressions(expressions)
+        return OfflineChallenge(Challenge.for_clip(seq, settings.time_limit), None, None)
+    if key is None:
+        raise ChallengeError("a challenge token needs the signing key")
+    check = verify_token(token, key, nonces=nonces, consume=False, clock=clock)
+    return OfflineChallenge(check.claims.challenge_for_clip(settings.time_limit), check.claims, check.reason)
