@@ -25,3 +25,11 @@ class ModelLoadError(FaceLiveNetError):
 
 class ConfigError(FaceLiveNetError):
     """A model or stage configuration is invalid."""
+
+
+class DetectorError(FaceLiveNetError):
+    """The face detector cannot be set up (e.g. its pretrained weights are missing)."""
+
+
+class AlignmentError(InputError):
+    """A face cannot be aligned (degenerate landmarks, empty crop)."""
