@@ -10,6 +10,7 @@ import click
 
 from facelivenet import __version__
 from facelivenet.cli.common import FaceLiveNetGroup
+from facelivenet.cli.detect_cmds import align
 from facelivenet.cli.model_cmds import analyze, create_model, info
 
 
@@ -23,7 +24,7 @@ def cli():
     """
 
 
-for _command in (info, analyze, create_model):
+for _command in (info, analyze, create_model, align):
     cli.add_command(_command)
 
 

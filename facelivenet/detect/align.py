@@ -121,21 +121,25 @@ def align_face(image: np.ndarray, detection, image_size: int = 160, mode: str = 
     raise InputError(f"alignment mode must be one of {ALIGN_MODES}. Received: mode={mode!r}")
 
 
-def pick_main_face(detections: Sequence, image_shape: Sequence[int]):
+def pick_main_face(detections: Sequence, image_shape: Sequence[int], min_score: float = 0.9):
     """The largest, most central face (facenet's rule), or None when there is none.
 
-    Score of a face: box area minus twice the squared distance between its centre
-    and the image centre.
+    Value of a face: box area minus twice the squared distance between its centre and
+    the image centre (facenet). Faces scoring >= ``min_score`` (the realtime rule of
+    the original, 0.9) are preferred, so that a small, doubtful detection near the
+    centre does not beat a clear face off-centre; when no face reaches it, all compete.
 
     Args:
         detections: Detections of one image.
         image_shape: (H, W, ...) of that image.
+        min_score: score of the faces preferred.
     """
     if not detections:
         return None
+    sure = [d for d in detections if d.score >= min_score]
     height, width = image_shape[:2]
     best, best_value = None, -np.inf
-    for det in detections:
+    for det in sure or detections:
         x1, y1, x2, y2 = det.box
         area = (x2 - x1) * (y2 - y1)
         off = ((x1 + x2) / 2.0 - width / 2.0) ** 2 + ((y1 + y2) / 2.0 - height / 2.0) ** 2
