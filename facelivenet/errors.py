@@ -49,3 +49,11 @@ class GalleryError(InputError):
 
 class GalleryModelMismatch(GalleryError):
     """A gallery was enrolled with another model (different fingerprint)."""
+
+
+class DetectorError(FaceLiveNetError):
+    """The face detector cannot be set up (e.g. its pretrained weights are missing)."""
+
+
+class AlignmentError(InputError):
+    """A face cannot be aligned (degenerate landmarks, empty crop)."""

@@ -11,6 +11,7 @@ import click
 from facelivenet import __version__
 from facelivenet.cli.common import FaceLiveNetGroup
 from facelivenet.cli.auth_cmds import challenge, enroll, gallery
+from facelivenet.cli.detect_cmds import align
 from facelivenet.cli.export_cmds import export_cmd
 from facelivenet.cli.model_cmds import analyze, create_model, info
 
@@ -25,7 +26,7 @@ def cli():
     """
 
 
-for _command in (info, analyze, create_model, challenge, enroll, gallery, export_cmd):
+for _command in (info, analyze, create_model, align, challenge, enroll, gallery, export_cmd):
     cli.add_command(_command)
 
 
