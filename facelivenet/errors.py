@@ -57,3 +57,7 @@ class DetectorError(FaceLiveNetError):
 
 class AlignmentError(InputError):
     """A face cannot be aligned (degenerate landmarks, empty crop)."""
+
+
+class VideoReadError(InputError):
+    """A video file or camera cannot be opened or has no decodable frames."""

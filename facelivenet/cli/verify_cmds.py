@@ -1,0 +1,191 @@
+"""``facelivenet verify-video``: the offline challenge-response authentication of a clip."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+
+from facelivenet.cli.common import (
+    EXIT_OK, EXIT_REJECT, CliError, Command, emit, json_option, model_option, quiet_option,
+)
+
+
+def reference_options(func):
+    """``--gallery F --identity NAME`` or ``--ref IMAGE``: whom the face must match."""
+    func = click.option("--ref", "ref_image", type=click.Path(dir_okay=False),
+                        help="A reference photo of the person (one face) instead of a gallery.")(func)
+    func = click.option("--identity", help="Enrolled identity the face must match (with --gallery).")(func)
+    func = click.option("--gallery", "gallery_path", type=click.Path(dir_okay=False),
+                        help="Enrolment gallery (see `facelivenet enroll`).")(func)
+    return func
+
+
+def load_reference(model, gallery_path, identity, ref_image) -> tuple[np.ndarray, dict]:
+    """(K, D) reference embeddings and how they were obtained (for the report)."""
+    from facelivenet.auth.gallery import DetectorCropper, embed_faces, open_gallery
+
+    if ref_image and (gallery_path or identity):
+        raise CliError("give either --ref IMAGE or --gallery FILE --identity NAME, not both")
+    if ref_image:
+        emb = embed_faces(model, [ref_image], cropper=DetectorCropper.for_model(model.config))
+        return emb, {"ref": ref_image}
+    if not (gallery_path and identity):
+        raise CliError("say whom to verify: --gallery FILE --identity NAME, or --ref IMAGE")
+    gallery = open_gallery(gallery_path, model)
+    return gallery.embeddings(identity), {"identity": identity, "gallery": gallery_path}
+
+
+@click.command("verify-video", cls=Command)
+@click.argument("clip", type=click.Path(dir_okay=False))
+@model_option
+@reference_options
+@click.option("--token", help="Signed single-use challenge token (from `facelivenet challenge`).")
+@click.option("--challenge", "challenge_spec",
+              help="Explicit challenge instead of a token, e.g. happy or happy,surprise (one-off checks).")
+@click.option("--key-file", type=click.Path(dir_okay=False), help="Token signing key (default: the config directory's).")
+@click.option("--nonce-db", type=click.Path(dir_okay=False),
+              help="SQLite database of used tokens (default: the config directory's).")
+@click.option("--stride", type=click.IntRange(1), default=1, show_default=True, help="Analyse every N-th frame.")
+@click.option("--time-limit", type=click.FloatRange(0, min_open=True), default=None,
+              help="Seconds of clip within which the challenge must be answered (default 15).")
+@click.option("--annotate", type=click.Path(dir_okay=False), help="Write the clip with boxes, bars and state to this .mp4.")
+@click.option("--timeline", type=click.Path(dir_okay=False), help="Write the expression/identity timeline to this .png.")
+@click.option("--trace", "with_trace", is_flag=True, help="Include the per-frame trace in the JSON report.")
+@json_option
+@quiet_option
+def verify_video(clip, model_path, gallery_path, identity, ref_image, token, challenge_spec, key_file, nonce_db,
+                 stride, time_limit, annotate, timeline, with_trace, as_json, quiet):
+    """Authenticate CLIP: the enrolled person goes from Neutral to the challenged expression(s).
+
+    The identity must match the reference on the very frames that show Neutral and
+    each requested expression, with one face in view throughout. Exit code 0 =
+    accept, 1 = reject (the reasons are listed), 2 = error.
+    """
+    from facelivenet.api import load_model
+    from facelivenet.auth.analyzer import FrameAnalyzer
+    from facelivenet.auth.challenge import ChallengeSettings
+    from facelivenet.auth.decision import decision_report, format_decision
+    from facelivenet.auth.nonces import NonceStore
+    from facelivenet.auth.offline import prepare_offline_challenge
+    from facelivenet.auth.tokens import load_key
+    from facelivenet.auth.verify import verify_clip
+
+    for out, ext in ((annotate, ".mp4"), (timeline, ".png")):
+        if out and Path(out).suffix.lower() != ext:
+            raise CliError(f"{out}: must be a {ext} file")
+    if (token is None) == (challenge_spec is None):
+        raise CliError("give the challenge: --token T (from `facelivenet challenge`) or --challenge happy[,surprise]")
+    model = load_model(model_path)
+    overrides = {"time_limit": time_limit} if time_limit else {}
+    settings = ChallengeSettings.for_model(model.config, **overrides)
+    nonces = NonceStore(nonce_db) if token else None
+    offline = prepare_offline_challenge(
+        token=token, expressions=challenge_spec, settings=settings,
+        key=load_key(key_file, create=False) if token else None, nonces=nonces,
+    )
+    token_info = offline.claims.to_dict() if offline.claims else None
+    if offline.rejection is not None:
+        decision = offline.rejected_decision(settings)
+        emit(decision_report(decision, frames_analysed=0, token=token_info), as_json, lambda d: format_decision(decision))
+        sys.exit(EXIT_REJECT)
+
+    reference, ref_info = load_reference(model, gallery_path, identity, ref_image)
+    analyzer = FrameAnalyzer(model)
+    from facelivenet.video import VideoSource
+
+    total = VideoSource(clip).info.frame_count  # validates the clip before the long run
+    show = not quiet and total
+    with click.progressbar(length=(total + stride - 1) // stride, label="analysing frames", file=sys.stderr,
+                           show_pos=True) if show else _NoBar() as bar:
+        result = verify_clip(clip, analyzer, reference, offline.challenge, settings, stride=stride,
+                             on_frames=bar.update)
+    decision = result.decision
+    reused = offline.consume(nonces)
+    if reused is not None:  # another verification used the token while this clip was analysed
+        decision = dataclasses.replace(decision, accepted=False, reasons=(reused,))
+    report = decision_report(
+        decision, frames_analysed=result.frames_analysed, fps=result.info.fps / stride,
+        reference=ref_info, token=token_info, include_trace=with_trace,
+        extra={
+            "clip": str(clip),
+            "processing": {
+                "frames_per_second": round(result.processing_fps, 2),
+                "detect_seconds": round(result.seconds["detect"], 3),
+                "network_seconds": round(result.seconds["network"], 3),
+                "total_seconds": round(result.seconds["total"], 3),
+            },
+        },
+    )
+    if timeline:
+        _write_timeline(timeline, result, decision, settings)
+    if annotate:
+        _write_annotated(annotate, clip, result, decision, settings, stride)
+    emit(report, as_json, lambda d: format_decision(decision) + (
+        f"\n  analysed {result.frames_analysed} frames at {result.processing_fps:.1f} frames/s"))
+    sys.exit(EXIT_OK if decision.accepted else EXIT_REJECT)
+
+
+class _NoBar:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, n):
+        pass
+
+
+def _tracked_series(result, decision):
+    """Per analysed frame: (expression probs of the tracked face or NaN, distance or None)."""
+    classes = result.analyses[0].classes if result.analyses else ()
+    by_index = {t.index: t for t in decision.trace}
+    probs = np.full((len(result.indices), len(classes)), np.nan, np.float32)
+    dists = []
+    for k, idx in enumerate(result.indices):
+        t = by_index.get(idx)
+        if t is not None and t.expressions:
+            probs[k] = [t.expressions.get(c, np.nan) for c in classes]
+        dists.append(None if t is None or t.identity_distance is None or not np.isfinite(t.identity_distance)
+                     else float(t.identity_distance))
+    return classes, probs, dists
+
+
+def _write_timeline(path, result, decision, settings):
+    from facelivenet.auth.render import plot_timeline
+
+    classes, probs, dists = _tracked_series(result, decision)
+    times = [i / result.info.fps for i in result.indices]
+    phases = [(p.name, p.start, p.end) for p in decision.phases]
+    plot_timeline(path, times, probs, classes, dists, settings.identity_threshold, phases,
+                  highlight=("neutral", *decision.challenge.expressions),
+                  title=f"{decision.decision.upper()}: {decision.challenge.prompt()}")
+
+
+def _write_annotated(path, clip, result, decision, settings, stride):
+    from facelivenet.auth.render import draw_overlay
+    from facelivenet.video import VideoSource, VideoWriter
+
+    by_index = {t.index: t for t in decision.trace}
+    analyses = dict(zip(result.indices, result.analyses))
+    src = VideoSource(clip, stride=stride)
+    verdict = (decision.decision.upper(), decision.accepted)
+    with VideoWriter(path, src.info.fps / stride, (src.info.width, src.info.height)) as writer:
+        for frame in src:
+            fa = analyses.get(frame.index)
+            t = by_index.get(frame.index)
+            faces = fa.faces if fa else ()
+            dists = [None] * len(faces)
+            if t is not None and faces and t.identity_distance is not None and np.isfinite(t.identity_distance):
+                dists[0] = float(t.identity_distance)
+            status = f"t={frame.timestamp:5.2f}s  state={t.state if t else '-'}"
+            if t and t.awaiting:
+                status += f"  awaiting={t.awaiting}"
+            decided = decision.decided_frame is not None and frame.index >= decision.decided_frame
+            writer.write(draw_overlay(frame.image, faces, fa.classes if fa else (), dists,
+                                      settings.identity_threshold, status=status,
+                                      prompt=decision.challenge.prompt(), banner=verdict if decided else None))

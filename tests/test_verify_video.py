@@ -1,0 +1,234 @@
+"""Video reading, the frame analyser and verify-video (offline challenge-response)."""
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from facelivenet.auth.analyzer import FaceResult, FrameAnalysis, FrameAnalyzer
+from facelivenet.auth.challenge import Challenge, ChallengeSettings
+from facelivenet.auth.verify import verify_clip
+from facelivenet.cli import cli
+from facelivenet.errors import VideoReadError
+from facelivenet.video import VideoSource, VideoWriter, read_frames
+
+from conftest import shared_data
+
+FACES = Path(__file__).resolve().parent.parent / "data" / "parity-faces"
+CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
+
+def _runner():
+    try:
+        return CliRunner(mix_stderr=False)
+    except TypeError:
+        return CliRunner()
+
+
+def _face_frame(shift: int = 0) -> np.ndarray:
+    face = cv2.cvtColor(cv2.imread(str(FACES / "astronaut_centre.png")), cv2.COLOR_BGR2RGB)
+    frame = np.full((320, 320, 3), 200, np.uint8)
+    frame[80 + shift : 240 + shift, 80:240] = face
+    return frame
+
+
+@pytest.fixture(scope="module")
+def face_clip(tmp_path_factory) -> Path:
+    """A 2-second, 10 fps clip of one still face with small shifts (a photo attack)."""
+    path = tmp_path_factory.mktemp("clips") / "still.mp4"
+    with VideoWriter(path, 10.0, (320, 320)) as w:
+        for i in range(20):
+            w.write(_face_frame(shift=(i % 3) - 1))
+    return path
+
+
+def test_video_frames_and_timestamps(face_clip):
+    info, frames = read_frames(face_clip)
+    assert (info.width, info.height, info.fps) == (320, 320, 10.0)
+    assert len(frames) == 20 and frames[5].index == 5
+    assert frames[5].timestamp == pytest.approx(0.5)
+    assert frames[0].image.shape == (320, 320, 3) and frames[0].image.dtype == np.uint8
+    info, strided = read_frames(face_clip, stride=3)
+    assert [f.index for f in strided] == list(range(0, 20, 3))
+
+
+def test_video_errors(tmp_path, face_clip):
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    truncated = tmp_path / "trunc.mp4"
+    truncated.write_bytes(face_clip.read_bytes()[:300])
+    text = tmp_path / "notes.mp4"
+    text.write_text("hello")
+    for path, fragment in [(tmp_path / "none.mp4", "no such file"), (tmp_path, "is a directory"),
+                           (empty, "empty file"), (truncated, "cannot open"), (text, "cannot open")]:
+        with pytest.raises(VideoReadError, match=fragment):
+            VideoSource(path)
+
+
+def test_video_writer_leaves_nothing_on_failure(tmp_path):
+    out = tmp_path / "x.mp4"
+    with pytest.raises(RuntimeError):
+        with VideoWriter(out, 10, (32, 32)) as w:
+            w.write(np.zeros((32, 32, 3), np.uint8))
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_analyzer_finds_and_embeds_the_face(tiny_model):
+    analyzer = FrameAnalyzer(tiny_model)
+    fa = analyzer.analyze(_face_frame())
+    assert len(fa.faces) == 1
+    face = fa.faces[0]
+    x1, y1, x2, y2 = face.box
+    assert 60 < x1 < 130 and 60 < y1 < 130 and 190 < x2 < 260 and 190 < y2 < 260
+    assert face.crop.shape == (80, 80, 3)
+    assert face.embedding.shape == (32,) and abs(np.linalg.norm(face.embedding) - 1) < 1e-5
+    assert face.expressions.shape == (7,)
+    empty = analyzer.analyze(np.full((240, 320, 3), 128, np.uint8))
+    assert empty.faces == ()
+
+
+def test_batched_analysis_equals_one_by_one(tiny_model):
+    analyzer = FrameAnalyzer(tiny_model)
+    frames = [_face_frame(0), np.zeros((200, 200, 3), np.uint8), _face_frame(4)]
+    batched = analyzer.analyze_batch(frames)
+    single = [analyzer.analyze(f) for f in frames]
+    assert [len(b.faces) for b in batched] == [1, 0, 1]
+    for b, s in zip(batched, single):
+        for fb, fs in zip(b.faces, s.faces):
+            np.testing.assert_allclose(fb.embedding, fs.embedding, atol=1e-5)
+
+
+class ScriptedAnalyzer:
+    """Stands in for the detector + network: frame k shows ``script[k]`` = (expression, identity)."""
+
+    class _Model:
+        expression_classes = CLASSES
+
+    model = _Model()
+
+    def __init__(self, script, reference):
+        self.script = script
+        self.reference = reference
+        self.k = 0
+
+    def analyze_batch(self, images):
+        out = []
+        for _ in images:
+            expr, same = self.script[min(self.k, len(self.script) - 1)]
+            self.k += 1
+            probs = np.full(len(CLASSES), 0.02, np.float32)
+            probs[CLASSES.index(expr)] = 0.88
+            emb = self.reference[0] if same else -self.reference[0]
+            face = FaceResult((100, 100, 200, 200), 0.99, np.zeros((5, 2)), np.zeros((8, 8, 3), np.uint8), emb, probs)
+            out.append(FrameAnalysis((face,), CLASSES, 0.0, 0.0))
+        return out
+
+
+def _script_clip(tmp_path, n):
+    path = tmp_path / "scripted.mp4"
+    with VideoWriter(path, 10.0, (64, 64)) as w:
+        for _ in range(n):
+            w.write(np.zeros((64, 64, 3), np.uint8))
+    return path
+
+
+def test_verify_clip_accepts_neutral_then_the_challenged_expression(tmp_path):
+    ref = np.eye(4, dtype=np.float32)[:1]
+    script = [("neutral", True)] * 8 + [("surprise", True)] * 6 + [("neutral", True)] * 4
+    clip = _script_clip(tmp_path, len(script))
+    result = verify_clip(clip, ScriptedAnalyzer(script, ref), ref, Challenge.for_clip(("surprise",), 15.0),
+                         ChallengeSettings())
+    assert result.decision.accepted, result.decision.reasons
+    assert [p.name for p in result.decision.phases] == ["neutral", "surprise"]
+    assert result.frames_analysed == len(script)
+    assert result.decision.phases[1].first_frame == 8
+
+
+def test_verify_clip_rejects_an_identity_swap_at_the_expression(tmp_path):
+    ref = np.eye(4, dtype=np.float32)[:1]
+    script = [("neutral", True)] * 8 + [("surprise", False)] * 10
+    clip = _script_clip(tmp_path, len(script))
+    result = verify_clip(clip, ScriptedAnalyzer(script, ref), ref, Challenge.for_clip(("surprise",), 15.0),
+                         ChallengeSettings())
+    assert not result.decision.accepted
+
+
+def test_cli_photo_attack_is_rejected_with_a_full_report(tiny_model_path, face_clip, tmp_path):
+    ref = tmp_path / "ref.png"
+    cv2.imwrite(str(ref), cv2.cvtColor(_face_frame(), cv2.COLOR_RGB2BGR))
+    timeline, annotated = tmp_path / "t.png", tmp_path / "a.mp4"
+    res = _runner().invoke(cli, ["verify-video", str(face_clip), "--model", str(tiny_model_path), "--ref", str(ref),
+                                 "--challenge", "happy", "--json", "--timeline", str(timeline),
+                                 "--annotate", str(annotated), "--quiet"])
+    assert res.exit_code == 1, res.output
+    report = json.loads(res.stdout)
+    for key in ("decision", "reasons", "challenge", "identity", "liveness", "frames_analysed", "fps"):
+        assert key in report
+    assert report["decision"] == "reject" and report["reasons"]
+    assert report["frames_analysed"] == 20 and report["fps"] == pytest.approx(10.0)
+    assert report["challenge"]["expressions"] == ["happy"]
+    assert timeline.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert read_frames(annotated)[0].frame_count == 20
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--ref", "{ref}"], "give the challenge"),
+        (["--ref", "{ref}", "--challenge", "happy", "--token", "x"], "give the challenge"),
+        (["--challenge", "happy"], "say whom to verify"),
+        (["--ref", "{ref}", "--gallery", "g.json", "--challenge", "happy"], "not both"),
+        (["--ref", "{ref}", "--challenge", "happy", "--timeline", "t.jpg"], "must be a .png"),
+        (["--ref", "{ref}", "--challenge", "dance"], "dance"),
+        (["--ref", "{tmp}/missing.png", "--challenge", "happy"], "missing.png: no such file"),
+        (["--ref", "{blank}", "--challenge", "happy"], "no face found"),
+        (["--ref", "{ref}", "--token", "not-a-token", "--key-file", "{tmp}/key"], "token"),
+        (["--ref", "{ref}", "--token", "not-a-token", "--key-file", "{tmp}/nokey"], "nokey: no such key file"),
+    ],
+)
+def test_cli_usage_errors_exit_2(tiny_model_path, face_clip, tmp_path, args, fragment):
+    ref = tmp_path / "ref.png"
+    cv2.imwrite(str(ref), cv2.cvtColor(_face_frame(), cv2.COLOR_RGB2BGR))
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((100, 100, 3), 90, np.uint8))
+    from facelivenet.auth.tokens import load_key
+
+    load_key(tmp_path / "key")
+    args = [a.format(ref=ref, tmp=tmp_path, blank=blank) for a in args]
+    res = _runner().invoke(cli, ["verify-video", str(face_clip), "--model", str(tiny_model_path), *args])
+    assert res.exit_code == 2, res.output
+    assert fragment in res.stderr and "Traceback" not in res.stderr
+
+
+def test_cli_bad_clip_exit_2(tiny_model_path, tmp_path):
+    ref = tmp_path / "ref.png"
+    cv2.imwrite(str(ref), cv2.cvtColor(_face_frame(), cv2.COLOR_RGB2BGR))
+    bad = tmp_path / "clip.mp4"
+    bad.write_bytes(b"\x00" * 1000)
+    res = _runner().invoke(cli, ["verify-video", str(bad), "--model", str(tiny_model_path), "--ref", str(ref),
+                                 "--challenge", "happy"])
+    assert res.exit_code == 2 and "clip.mp4: cannot open as a video" in res.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_cli_on_the_real_surprise_clip(tiny_model_path, tmp_path):
+    clip = shared_data("videos", "d18.mp4")
+    ref = tmp_path / "ref.png"
+    ok, frame = cv2.VideoCapture(str(clip)).read()
+    assert ok
+    cv2.imwrite(str(ref), frame)
+    res = _runner().invoke(cli, ["verify-video", str(clip), "--model", str(tiny_model_path), "--ref", str(ref),
+                                 "--challenge", "surprise", "--json", "--stride", "3", "--quiet",
+                                 "--timeline", str(tmp_path / "t.png"), "--annotate", str(tmp_path / "a.mp4")])
+    assert res.exit_code in (0, 1), res.output
+    report = json.loads(res.stdout)
+    assert report["frames_analysed"] == 72
+    # The clip shows one face, the same as the reference frame, throughout.
+    assert report["identity"]["threshold"] > 0
+    assert (tmp_path / "t.png").stat().st_size > 10_000
+    assert read_frames(tmp_path / "a.mp4")[0].frame_count == 72
