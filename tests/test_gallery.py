@@ -308,10 +308,10 @@ def test_cli_enroll_list_remove(tiny_model_path, tmp_path):
     gpath = str(tmp_path / "gallery.json")
     runner = CliRunner()
     imgs = make_images(tmp_path, 2, seed=11)
-    r = runner.invoke(_cli(), ["enroll", "alice", *imgs, "--gallery", gpath, "--model", str(tiny_model_path), "--json"])
+    r = runner.invoke(_cli(), ["enroll", "alice", *imgs, "--gallery", gpath, "--model", str(tiny_model_path), "--json", "--cropped"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["total"] == 2
-    r = runner.invoke(_cli(), ["enroll", "bob", imgs[0], "--gallery", gpath, "--model", str(tiny_model_path)])
+    r = runner.invoke(_cli(), ["enroll", "bob", imgs[0], "--gallery", gpath, "--model", str(tiny_model_path), "--cropped"])
     assert r.exit_code == 0 and "enrolled bob" in r.stdout
     r = runner.invoke(_cli(), ["gallery", "list", "--gallery", gpath, "--json"])
     assert r.exit_code == 0
@@ -332,8 +332,8 @@ def test_cli_enroll_foreign_model_exit_2(tiny_model_path, other_model, tmp_path)
     other_model.save(other_path)
     gpath = str(tmp_path / "g.json")
     imgs = make_images(tmp_path, 1, seed=12)
-    assert CliRunner().invoke(_cli(), ["enroll", "a", *imgs, "--gallery", gpath, "--model", str(other_path)]).exit_code == 0
-    r = CliRunner().invoke(_cli(), ["enroll", "b", *imgs, "--gallery", gpath, "--model", str(tiny_model_path)])
+    assert CliRunner().invoke(_cli(), ["enroll", "a", *imgs, "--gallery", gpath, "--model", str(other_path), "--cropped"]).exit_code == 0
+    r = CliRunner().invoke(_cli(), ["enroll", "b", *imgs, "--gallery", gpath, "--model", str(tiny_model_path), "--cropped"])
     assert r.exit_code == 2
     assert "another model" in r.output and "Traceback" not in r.output
     assert len(r.output.strip().splitlines()) == 1

@@ -232,3 +232,25 @@ def test_cli_on_the_real_surprise_clip(tiny_model_path, tmp_path):
     assert report["identity"]["threshold"] > 0
     assert (tmp_path / "t.png").stat().st_size > 10_000
     assert read_frames(tmp_path / "a.mp4")[0].frame_count == 72
+
+
+def test_enroll_detects_the_face_in_a_photo_and_verifies_against_the_gallery(tiny_model_path, face_clip, tmp_path):
+    photo = tmp_path / "me.png"
+    cv2.imwrite(str(photo), cv2.cvtColor(_face_frame(), cv2.COLOR_RGB2BGR))
+    gallery = tmp_path / "g.json"
+    res = _runner().invoke(cli, ["enroll", "astro", str(photo), "--gallery", str(gallery), "--model",
+                                 str(tiny_model_path), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["added"] == 1
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((120, 120, 3), 90, np.uint8))
+    res = _runner().invoke(cli, ["enroll", "astro", str(blank), "--gallery", str(gallery), "--model",
+                                 str(tiny_model_path)])
+    assert res.exit_code == 2 and "blank.png: no face found" in res.stderr
+    res = _runner().invoke(cli, ["verify-video", str(face_clip), "--model", str(tiny_model_path), "--gallery",
+                                 str(gallery), "--identity", "astro", "--challenge", "surprise", "--json", "--quiet"])
+    assert res.exit_code == 1
+    report = json.loads(res.stdout)
+    # The still face is the enrolled one: identity matched on every frame, liveness failed.
+    assert report["identity"]["all_frames"]["max"] < report["identity"]["threshold"]
+    assert report["identity"]["matched_frames"] == report["identity"]["frames_with_face"] == 20

@@ -55,18 +55,23 @@ def challenge(expressions, length, ttl, key_file, as_json):
               help="Gallery file (JSON; created when missing).")
 @model_option
 @click.option("--replace", is_flag=True, help="Replace NAME's embeddings instead of adding to them.")
+@click.option("--cropped", is_flag=True,
+              help="The images are already face crops: use them whole instead of detecting the face.")
 @json_option
-def enroll(name, images, gallery_path, model_path, replace, as_json):
-    """Enrol NAME from face images into a gallery (embeddings only, never the images).
+def enroll(name, images, gallery_path, model_path, replace, cropped, as_json):
+    """Enrol NAME from photos into a gallery (embeddings only, never the images).
 
-    Each IMAGE is one face crop (any size; grey, RGB or RGBA). The gallery remembers
-    the model's fingerprint and is refused by any other model.
+    Each IMAGE must show exactly one face: it is detected and aligned as the model
+    expects (with --cropped, each image is taken as a face crop). The gallery
+    remembers the model's fingerprint and is refused by any other model.
     """
     from facelivenet.api import load_model
+    from facelivenet.auth.gallery import DetectorCropper, whole_image
     from facelivenet.auth.gallery import enroll as enroll_images
 
     model = load_model(model_path)
-    result = enroll_images(gallery_path, name, images, model, replace=replace)
+    cropper = whole_image if cropped else DetectorCropper.for_model(model.config)
+    result = enroll_images(gallery_path, name, images, model, cropper=cropper, replace=replace)
     emit(result.to_dict(), as_json, lambda d: (
         f"enrolled {d['name']}: {d['added']} face(s) added, {d['total']} in total; "
         f"{d['identities']} identit{'y' if d['identities'] == 1 else 'ies'} in {d['gallery']}"
