@@ -254,3 +254,34 @@ def test_enroll_detects_the_face_in_a_photo_and_verifies_against_the_gallery(tin
     # The still face is the enrolled one: identity matched on every frame, liveness failed.
     assert report["identity"]["all_frames"]["max"] < report["identity"]["threshold"]
     assert report["identity"]["matched_frames"] == report["identity"]["frames_with_face"] == 20
+
+
+def test_realtime_headless_on_a_video_file_ends_with_a_decision(tiny_model_path, face_clip, tmp_path):
+    ref = tmp_path / "ref.png"
+    cv2.imwrite(str(ref), cv2.cvtColor(_face_frame(), cv2.COLOR_RGB2BGR))
+    res = _runner().invoke(cli, ["realtime", "--source", str(face_clip), "--model", str(tiny_model_path),
+                                 "--ref", str(ref), "--headless", "--expressions", "happy"])
+    assert res.exit_code == 1, res.output
+    events = [json.loads(line) for line in res.stdout.splitlines()]
+    assert events[0]["event"] == "challenge" and events[0]["expressions"] == ["happy"]
+    assert events[1]["event"] == "state" and events[1]["state"] == "neutral"
+    assert events[-1]["event"] == "decision" and events[-1]["decision"] == "reject"
+    assert events[-1]["frames_analysed"] == 20
+
+
+def test_realtime_device_gpu_without_a_gpu_is_a_clear_error(tiny_model_path, face_clip, tmp_path):
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("this machine has a GPU")
+    res = _runner().invoke(cli, ["realtime", "--source", str(face_clip), "--model", str(tiny_model_path),
+                                 "--ref", "x.png", "--device", "GPU", "--headless"])
+    assert res.exit_code == 2 and "sees no GPU" in res.stderr
+
+
+def test_realtime_bad_source_is_an_error(tiny_model_path, tmp_path):
+    ref = tmp_path / "ref.png"
+    cv2.imwrite(str(ref), cv2.cvtColor(_face_frame(), cv2.COLOR_RGB2BGR))
+    res = _runner().invoke(cli, ["realtime", "--source", str(tmp_path / "nope.mp4"), "--model", str(tiny_model_path),
+                                 "--ref", str(ref), "--headless"])
+    assert res.exit_code == 2 and "nope.mp4: no such file" in res.stderr

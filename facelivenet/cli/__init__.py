@@ -14,7 +14,7 @@ from facelivenet.cli.auth_cmds import challenge, enroll, gallery
 from facelivenet.cli.detect_cmds import align
 from facelivenet.cli.export_cmds import export_cmd
 from facelivenet.cli.model_cmds import analyze, create_model, info
-from facelivenet.cli.verify_cmds import verify_video
+from facelivenet.cli.verify_cmds import realtime, verify_video
 
 
 @click.group(cls=FaceLiveNetGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -28,7 +28,7 @@ def cli():
 
 
 for _command in (info, analyze, create_model, align, challenge, enroll, gallery, verify_video,
-                 export_cmd):
+                 realtime, export_cmd):
     cli.add_command(_command)
 
 

@@ -189,3 +189,65 @@ def _write_annotated(path, clip, result, decision, settings, stride):
             writer.write(draw_overlay(frame.image, faces, fa.classes if fa else (), dists,
                                       settings.identity_threshold, status=status,
                                       prompt=decision.challenge.prompt(), banner=verdict if decided else None))
+
+
+@click.command("realtime", cls=Command)
+@click.option("--source", default="0", show_default=True,
+              help="Camera index, video file or stream URL.")
+@model_option
+@reference_options
+@click.option("--expressions", default="happy,surprise", show_default=True,
+              help="Expressions the random challenge is drawn from.")
+@click.option("--length", type=click.IntRange(1, 8), default=1, show_default=True,
+              help="Number of expressions to perform, in order, after Neutral.")
+@click.option("--time-limit", type=click.FloatRange(0, min_open=True), default=None,
+              help="Seconds to answer the challenge (default 15).")
+@click.option("--device", type=click.Choice(["CPU", "GPU"], case_sensitive=False), default="CPU", show_default=True,
+              help="GPU needs a GPU the backend sees (else an error); CPU hides GPUs.")
+@click.option("--headless", is_flag=True,
+              help="No window: print one JSON line per state change on stdout (servers, tests).")
+def realtime(source, model_path, gallery_path, identity, ref_image, expressions, length, time_limit, device,
+             headless):
+    """Live authentication: issue a random challenge and watch the camera until it is answered.
+
+    The window shows the prompt and a countdown, the face box (green when the
+    identity matches), expression bars and finally ACCEPT or REJECT; press q to quit.
+    Exit code 0 = accept, 1 = reject, 2 = error.
+    """
+    import json
+
+    from facelivenet.api import load_model
+    from facelivenet.auth.analyzer import FrameAnalyzer
+    from facelivenet.auth.challenge import ChallengeSettings, parse_expression_list
+    from facelivenet.auth.realtime import Window, run_live
+    from facelivenet.devices import select_device
+    from facelivenet.video import VideoSource
+
+    where = select_device(device)
+    choices = parse_expression_list(expressions)
+    model = load_model(model_path)
+    settings = ChallengeSettings.for_model(model.config, **({"time_limit": time_limit} if time_limit else {}))
+    reference, _ = load_reference(model, gallery_path, identity, ref_image)
+    analyzer = FrameAnalyzer(model)
+    src = VideoSource(source)
+    window = None
+    if not headless:
+        try:
+            window = Window(threshold=settings.identity_threshold)
+        except Exception as exc:  # OpenCV without GUI support, or no display
+            raise CliError(f"cannot open a window ({str(exc).splitlines()[0][:120]}); use --headless") from None
+
+    def on_event(event):
+        if headless:
+            click.echo(json.dumps(event, default=str))
+        elif event["event"] == "challenge":
+            click.echo(f"challenge: {event['prompt']} (device {where})", err=True)
+
+    with src:
+        decision = run_live(src, analyzer, reference, settings, choices=choices, length=length,
+                            on_event=on_event, window=window)
+    if not headless:
+        from facelivenet.auth.decision import format_decision
+
+        click.echo(format_decision(decision))
+    sys.exit(EXIT_OK if decision.accepted else EXIT_REJECT)
