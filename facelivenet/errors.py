@@ -25,3 +25,15 @@ class ModelLoadError(FaceLiveNetError):
 
 class ConfigError(FaceLiveNetError):
     """A model or stage configuration is invalid."""
+
+
+class DatasetError(InputError):
+    """A training or evaluation dataset folder cannot be used (empty, unlabelled, unsplittable)."""
+
+
+class FileFormatError(InputError):
+    """A project text file (lr schedule, pairs file) is malformed; the message names file and line."""
+
+
+class TrainingError(FaceLiveNetError):
+    """Training cannot start or continue (bad checkpoint, incompatible model, diverged loss)."""
