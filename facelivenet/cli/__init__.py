@@ -11,6 +11,7 @@ import click
 from facelivenet import __version__
 from facelivenet.cli.common import FaceLiveNetGroup
 from facelivenet.cli.model_cmds import analyze, create_model, info
+from facelivenet.cli.train_cmds import train_expression_cmd, train_multitask_cmd, train_verification_cmd
 
 
 @click.group(cls=FaceLiveNetGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -23,7 +24,7 @@ def cli():
     """
 
 
-for _command in (info, analyze, create_model):
+for _command in (info, analyze, create_model, train_verification_cmd, train_expression_cmd, train_multitask_cmd):
     cli.add_command(_command)
 
 

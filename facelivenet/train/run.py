@@ -62,18 +62,25 @@ def _with_classes(net: FaceLiveNet, classes: Sequence[str]) -> FaceLiveNet:
     return new
 
 
-def _outputs(net: FaceLiveNet, paths: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(embeddings, expression probabilities) of image files, in order."""
-    from facelivenet.data import tfdata
-    from facelivenet.models.compiled import compile_forward
+class _Outputs:
+    """(embeddings, expression probabilities) of image files, with the forward compiled once per network."""
 
-    forward = compile_forward(net)
-    embs, probs = [], []
-    for batch in tfdata.eval_dataset(paths, image_size=net.network_config.image_size, batch_size=EVAL_BATCH):
-        e, p = forward(batch.numpy())
-        embs.append(np.asarray(e, np.float32))
-        probs.append(np.asarray(p, np.float32))
-    return np.concatenate(embs), np.concatenate(probs)
+    def __init__(self) -> None:
+        self._net = None
+        self._forward = None
+
+    def __call__(self, net: FaceLiveNet, paths: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        from facelivenet.data import tfdata
+        from facelivenet.models.compiled import compile_forward
+
+        if net is not self._net:
+            self._net, self._forward = net, compile_forward(net)
+        embs, probs = [], []
+        for batch in tfdata.eval_dataset(paths, image_size=net.network_config.image_size, batch_size=EVAL_BATCH):
+            e, p = self._forward(batch.numpy())
+            embs.append(np.asarray(e, np.float32))
+            probs.append(np.asarray(p, np.float32))
+        return np.concatenate(embs), np.concatenate(probs)
 
 
 def _pair_accuracy(embeddings: np.ndarray, groups: np.ndarray, seed: int) -> float | None:
@@ -121,6 +128,7 @@ def train_verification(cfg: VerificationConfig, *, on_step: OnStep | None = None
         return VerificationStage(net, len(identities), cfg.loss)
 
     val_groups = val.group_labels()[0]
+    _outputs = _Outputs()
 
     def validate(stage) -> dict[str, float]:
         metrics: dict[str, float] = {}
@@ -170,10 +178,10 @@ def train_expression(cfg: ExpressionConfig, *, on_step: OnStep | None = None) ->
     ``center_loss_factor`` x center loss on branch 2's 128-d features when > 0. The
     final model's expression classes are the dataset's folder names.
     """
-    train, val, classes = _expression_split(cfg, require_subjects=False)
-    schedule = _schedule(cfg)
     if not cfg.from_scratch:
         load_network(cfg.model)  # fail early, before any work, on a bad model file
+    train, val, classes = _expression_split(cfg, require_subjects=False)
+    schedule = _schedule(cfg)
 
     def build():
         keras.utils.set_random_seed(cfg.seed)
@@ -186,6 +194,8 @@ def train_expression(cfg: ExpressionConfig, *, on_step: OnStep | None = None) ->
             net, train_all=cfg.from_scratch, center_factor=cfg.center_loss_factor,
             center_rate=1.0 - cfg.center_loss_alfa,
         )
+
+    _outputs = _Outputs()
 
     def validate(stage) -> dict[str, float]:
         if not len(val):
@@ -215,13 +225,13 @@ def train_multitask(cfg: MultitaskConfig, *, on_step: OnStep | None = None) -> T
     accuracy on held-out subjects; their mean (``val_score``) picks the best model.
     Writes ``task_weights.png`` (w1, w2, L1, L2 per step) in the work folder.
     """
+    load_network(cfg.model)  # fail early on a bad model file
     train, val, classes = _expression_split(cfg, require_subjects=True)
     id_labels, subjects = train.group_labels()
     if len(subjects) < 2:
         raise DatasetError(f"{cfg.data}: multi-task training needs at least 2 training subjects")
     labels = np.stack([id_labels, train.labels], axis=1).astype(np.int32)
     schedule = _schedule(cfg)
-    load_network(cfg.model)
 
     def build():
         keras.utils.set_random_seed(cfg.seed)
@@ -231,6 +241,7 @@ def train_multitask(cfg: MultitaskConfig, *, on_step: OnStep | None = None) -> T
         return MultitaskStage(net, len(subjects), cfg.loss)
 
     val_groups = val.group_labels()[0] if len(val) else None
+    _outputs = _Outputs()
 
     def validate(stage) -> dict[str, float]:
         if not len(val):
