@@ -61,3 +61,15 @@ class AlignmentError(InputError):
 
 class VideoReadError(InputError):
     """A video file or camera cannot be opened or has no decodable frames."""
+
+
+class DatasetError(InputError):
+    """A training or evaluation dataset folder cannot be used (empty, unlabelled, unsplittable)."""
+
+
+class FileFormatError(InputError):
+    """A project text file (lr schedule, pairs file) is malformed; the message names file and line."""
+
+
+class TrainingError(FaceLiveNetError):
+    """Training cannot start or continue (bad checkpoint, incompatible model, diverged loss)."""

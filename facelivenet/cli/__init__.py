@@ -14,6 +14,7 @@ from facelivenet.cli.auth_cmds import challenge, enroll, gallery
 from facelivenet.cli.detect_cmds import align
 from facelivenet.cli.export_cmds import export_cmd
 from facelivenet.cli.model_cmds import analyze, create_model, info
+from facelivenet.cli.train_cmds import train_expression_cmd, train_multitask_cmd, train_verification_cmd
 from facelivenet.cli.verify_cmds import realtime, verify_video
 
 
@@ -27,8 +28,11 @@ def cli():
     """
 
 
-for _command in (info, analyze, create_model, align, challenge, enroll, gallery, verify_video,
-                 realtime, export_cmd):
+for _command in (
+    info, analyze, create_model, align,
+    train_verification_cmd, train_expression_cmd, train_multitask_cmd,
+    challenge, enroll, gallery, verify_video, realtime, export_cmd,
+):
     cli.add_command(_command)
 
 

@@ -1,0 +1,109 @@
+"""The tf.data input pipeline for training and validation (TensorFlow only).
+
+Training batches: a seeded permutation per epoch, parallel decoding (our
+:func:`facelivenet.images.read_image`, so PGM, 16-bit, grey and RGBA files all work
+and grey becomes 3-channel RGB), resize to ``load_size(image_size)`` (182 for 160, as
+the original aligned at 182), a random ``image_size`` crop and a random horizontal
+flip drawn from stateless seeds derived from (seed, epoch, position). The same seed
+gives the same batches, and :func:`training_dataset` can start mid-epoch, which is
+what makes ``--resume`` exact.
+
+Images stay raw RGB pixels (uint8, [0, 255]): the model standardises them itself.
+Validation images are resized to ``image_size`` without a crop, like inference.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from facelivenet.errors import DatasetError
+from facelivenet.images import read_image
+from facelivenet.preprocess import resize_face
+
+#: The original aligned faces at 182 px and randomly cropped 160 px out of them.
+LOAD_RATIO = 182 / 160
+
+
+def load_size(image_size: int) -> int:
+    """Side the training images are resized to before the random crop."""
+    return int(round(image_size * LOAD_RATIO))
+
+
+def _loader(size: int):
+    def load(path: bytes) -> np.ndarray:
+        return resize_face(read_image(path.decode()), size)
+
+    return load
+
+
+def _decode(paths: tf.Tensor, size: int) -> tf.Tensor:
+    image = tf.numpy_function(_loader(size), [paths], tf.uint8, stateful=False)
+    image.set_shape((size, size, 3))
+    return image
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The seeded order of the ``n`` samples in ``epoch``."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Full batches per epoch (the last partial batch is dropped)."""
+    return n // batch_size
+
+
+def training_dataset(
+    paths: Sequence[str],
+    labels: np.ndarray,
+    *,
+    image_size: int,
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    skip_batches: int = 0,
+    random_crop: bool = True,
+    flip: bool = True,
+) -> tf.data.Dataset:
+    """One epoch of augmented training batches ``(images (B,S,S,3) uint8, labels (B,...) int32)``.
+
+    Args:
+        labels: (N,) or (N, M) int labels (M label columns for multi-task data).
+        skip_batches: batches of this epoch already done (resuming mid-epoch).
+
+    Raises:
+        DatasetError: fewer images than one batch.
+    """
+    n = len(paths)
+    if n < batch_size:
+        raise DatasetError(f"{n} training images are fewer than one batch of {batch_size}")
+    order = epoch_order(n, seed, epoch)
+    start = skip_batches * batch_size
+    order = order[start : steps_per_epoch(n, batch_size) * batch_size]
+    p = np.asarray(paths, dtype=object)[order].astype(str)
+    y = np.asarray(labels, np.int32)[order]
+    position = np.arange(start, start + len(order), dtype=np.int64)
+    size = load_size(image_size) if random_crop else image_size
+    base = np.int64(seed) * 1_000_003 + np.int64(epoch)
+
+    def augment(path, label, pos):
+        image = _decode(path, size)
+        s = tf.stack([tf.constant(base, tf.int64), pos])
+        if random_crop:
+            image = tf.image.stateless_random_crop(image, (image_size, image_size, 3), seed=s)
+        if flip:
+            image = tf.image.stateless_random_flip_left_right(image, seed=s + 7)
+        return image, label
+
+    ds = tf.data.Dataset.from_tensor_slices((p, y, position))
+    ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.batch(batch_size, drop_remainder=True).prefetch(2)
+
+
+def eval_dataset(paths: Sequence[str], *, image_size: int, batch_size: int) -> tf.data.Dataset:
+    """Batches of un-augmented images (resized to ``image_size``), in the given order."""
+    ds = tf.data.Dataset.from_tensor_slices(np.asarray(list(paths), dtype=str))
+    ds = ds.map(lambda p: _decode(p, image_size), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.batch(batch_size).prefetch(2)

@@ -1,0 +1,1 @@
+"""Evaluation: metrics as pure numpy functions (:mod:`facelivenet.eval.metrics`)."""

@@ -1,0 +1,235 @@
+"""Frozen settings of the three training commands.
+
+Each CLI command maps its options onto one of these dataclasses and calls one function
+of :mod:`facelivenet.train.run`. Validation happens here, so a bad value fails before
+any data is read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from facelivenet.config import PRESETS, STANDARDIZATIONS
+from facelivenet.data.datasets import CKPLUS_SUBJECT_REGEX
+from facelivenet.errors import ConfigError
+
+OPTIMIZERS = ("adam", "sgd", "momentum", "rmsprop", "adagrad", "adadelta")
+STRATEGIES = ("default", "mirrored", "multiworker")
+PRECISIONS = ("fp32", "bf16", "fp16")
+#: Metric-learning terms added to the identity softmax (alpha-weighted).
+VERIFICATION_LOSSES = ("triplet-icpr", "triplet-plus", "center", "none")
+
+
+def _network_options(cfg: Any) -> None:
+    _choice("preset", cfg.preset, tuple(PRESETS))
+    _choice("standardization", cfg.standardization, STANDARDIZATIONS)
+    _positive("embedding_size", cfg.embedding_size)
+
+
+def _positive(name: str, value: int) -> None:
+    if int(value) < 1:
+        raise ConfigError(f"{name} must be >= 1. Received: {name}={value}")
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {list(choices)}. Received: {value!r}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings every training command shares.
+
+    Attributes:
+        data: dataset folder (one sub-folder per class).
+        out: final model file (``.keras``).
+        work_dir: checkpoints, logs and the best model; default ``<out without .keras>.train``.
+        epochs: epochs to train (an lr schedule may stop earlier).
+        batch_size: global batch size (split across replicas under a strategy).
+        steps_per_epoch: cap on steps per epoch (None: one pass over the data).
+        optimizer: one of :data:`OPTIMIZERS`.
+        learning_rate: constant rate when no ``lr_schedule`` is given.
+        lr_schedule: ``epoch: lr`` schedule file.
+        val_fraction: share of identities / subjects held out for validation.
+        seed: seeds the split, the data order, augmentation and initialisation.
+        random_crop, flip: training augmentation.
+        resume: continue from the checkpoint in ``work_dir``.
+        strategy: ``default`` (one device), ``mirrored`` (all local devices) or
+            ``multiworker`` (``TF_CONFIG`` cluster).
+        precision: ``fp32``, ``bf16`` (mixed bfloat16) or ``fp16`` (mixed float16 with
+            loss scaling).
+        quiet: no progress bar.
+    """
+
+    data: str
+    out: str
+    work_dir: str | None = None
+    epochs: int = 10
+    batch_size: int = 32
+    steps_per_epoch: int | None = None
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    lr_schedule: str | None = None
+    val_fraction: float = 0.1
+    seed: int = 0
+    random_crop: bool = True
+    flip: bool = True
+    resume: bool = False
+    strategy: str = "default"
+    precision: str = "fp32"
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        if not str(self.out).endswith(".keras"):
+            raise ConfigError(f"the output model must be a .keras file. Received: out={self.out!r}")
+        _positive("epochs", self.epochs)
+        _positive("batch_size", self.batch_size)
+        if self.steps_per_epoch is not None:
+            _positive("steps_per_epoch", self.steps_per_epoch)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("strategy", self.strategy, STRATEGIES)
+        _choice("precision", self.precision, PRECISIONS)
+        if not self.learning_rate > 0:
+            raise ConfigError(f"learning_rate must be > 0. Received: {self.learning_rate}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConfigError(f"val_fraction must be in [0, 1). Received: {self.val_fraction}")
+
+    @property
+    def work_path(self) -> Path:
+        if self.work_dir:
+            return Path(self.work_dir)
+        out = Path(self.out)
+        return out.with_name(out.stem + ".train")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class VerificationLossConfig:
+    """The metric-learning term of L1 = softmax + alpha * Lc (DESIGN.md §3).
+
+    Attributes:
+        kind: ``triplet-icpr`` (ICPR eq. 3-5), ``triplet-plus`` (FaceLiveNet+ eq. 3-4),
+            ``center`` (plain center loss) or ``none``.
+        alpha: weight of Lc (paper: 1e-4 for the ICPR form).
+        beta: ICPR margin (paper: 10).
+        theta: ICPR weight of D_psi (paper: 0.5).
+        margin: FaceLiveNet+ margin beta0 between own-center and other-center distances.
+        center_rate: gamma of the center update (ICPR eq. 6).
+    """
+
+    kind: str = "triplet-icpr"
+    alpha: float = 1e-4
+    beta: float = 10.0
+    theta: float = 0.5
+    margin: float = 1.0
+    center_rate: float = 0.5
+
+    def __post_init__(self) -> None:
+        _choice("verification loss", self.kind, VERIFICATION_LOSSES)
+        if self.alpha < 0:
+            raise ConfigError(f"alpha must be >= 0. Received: {self.alpha}")
+        if not 0.0 < self.center_rate <= 1.0:
+            raise ConfigError(f"center update rate must be in (0, 1]. Received: {self.center_rate}")
+
+
+@dataclass(frozen=True)
+class VerificationConfig(TrainConfig):
+    """Stage 1: stem + branch 1 on an identity dataset (folders = identities).
+
+    Attributes:
+        model: start from this model instead of a fresh one (architecture options ignored).
+        preset, embedding_size, image_size, weight_decay, dropout, standardization:
+            architecture of a fresh model (see :class:`facelivenet.config.NetworkConfig`).
+        loss: the metric-learning term.
+        min_images_per_class: identities with fewer images are skipped.
+        val_pairs, val_images: LFW-style pairs file and image folder, evaluated each epoch.
+    """
+
+    model: str | None = None
+    preset: str = "simple"
+    embedding_size: int = 128
+    image_size: int = 160
+    weight_decay: float = 5e-5
+    dropout: float = 0.5
+    standardization: str = "fixed"
+    loss: VerificationLossConfig = field(default_factory=VerificationLossConfig)
+    min_images_per_class: int = 2
+    val_pairs: str | None = None
+    val_images: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _network_options(self)
+        if (self.val_pairs is None) != (self.val_images is None):
+            raise ConfigError("--val-pairs and --val-images go together")
+
+
+@dataclass(frozen=True)
+class ExpressionConfig(TrainConfig):
+    """Stage 2: branch 2 on an expression dataset (folders = expressions).
+
+    Attributes:
+        model: the stage-1 model (required unless ``from_scratch``).
+        from_scratch: fresh model, everything trainable (no stage-1 model).
+        center_loss_factor: weight of the center loss on branch-2 features (0: off).
+        center_loss_alfa: the reference code's center rate: centers move ``1 - alfa`` of
+            the way to their batch mean each step.
+        subject_regex: subject in file names (CK+ style) for the split.
+        val_data: a separate validation folder (same class names) instead of a split.
+        preset, embedding_size, image_size, weight_decay, dropout, standardization:
+            architecture when ``from_scratch``.
+    """
+
+    model: str | None = None
+    from_scratch: bool = False
+    center_loss_factor: float = 0.0
+    center_loss_alfa: float = 0.5
+    subject_regex: str = CKPLUS_SUBJECT_REGEX
+    val_data: str | None = None
+    preset: str = "simple"
+    embedding_size: int = 128
+    image_size: int = 160
+    weight_decay: float = 5e-5
+    dropout: float = 0.5
+    standardization: str = "fixed"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _network_options(self)
+        if self.from_scratch == (self.model is not None):
+            raise ConfigError("give either --model STAGE1.keras or --from-scratch")
+        if self.center_loss_factor < 0:
+            raise ConfigError(f"center_loss_factor must be >= 0. Received: {self.center_loss_factor}")
+        if not 0.0 <= self.center_loss_alfa < 1.0:
+            raise ConfigError(f"center_loss_alfa must be in [0, 1). Received: {self.center_loss_alfa}")
+
+
+@dataclass(frozen=True)
+class MultitaskConfig(TrainConfig):
+    """FaceLiveNet+: joint training, L3 = (1 + w1) L1 + w2 L2 with dynamic weights.
+
+    Attributes:
+        model: the stage-1 model to start from.
+        loss: the metric-learning term of L1.
+        weight_lr: learning rate of the dynamic-weight unit (plain SGD on its own objective).
+        keep_branch2: keep the model's branch 2 instead of copying branch 1 into it.
+        subject_regex: subject (identity) in file names; folders are expressions.
+    """
+
+    model: str = ""
+    loss: VerificationLossConfig = field(default_factory=VerificationLossConfig)
+    weight_lr: float = 0.1
+    keep_branch2: bool = False
+    subject_regex: str = CKPLUS_SUBJECT_REGEX
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.model:
+            raise ConfigError("multi-task training starts from a model: give --model STAGE1.keras")
+        if not self.weight_lr > 0:
+            raise ConfigError(f"weight_lr must be > 0. Received: {self.weight_lr}")

@@ -1,0 +1,351 @@
+"""The training loop shared by every stage (TensorFlow: tf.function steps, tf.distribute).
+
+:func:`run_training` builds the stage and its optimizers inside the strategy's scope
+and the precision policy, then for each epoch: sets the learning rate from the
+schedule, runs the steps (progress bar on stderr, a CSV row and TensorBoard scalars per
+step), validates, writes the epoch row, saves a checkpoint, keeps the best model by
+the validation metric. Ctrl-C finishes the current step, saves a checkpoint at that
+exact step and raises ``KeyboardInterrupt``; ``resume`` continues from it. The final
+network is saved to ``out``.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import click
+import keras
+import numpy as np
+import tensorflow as tf
+
+from facelivenet.data import tfdata
+from facelivenet.data.schedule import LRSchedule
+from facelivenet.errors import TrainingError
+from facelivenet.models.io import save_network
+from facelivenet.train import checkpoint as ckpt
+from facelivenet.train.config import TrainConfig
+from facelivenet.train.distribute import distribute_options, is_chief, make_strategy, precision_policy
+from facelivenet.train.logs import CsvLog, TensorBoard
+from facelivenet.train.stages import Stage
+
+#: The unit optimizer of the multi-task stage is plain SGD.
+OnStep = Callable[[int, Mapping[str, float]], None]
+
+
+@dataclass(frozen=True)
+class TrainData:
+    """Training samples: image paths and (N,) or (N, M) int labels."""
+
+    paths: tuple[str, ...]
+    labels: np.ndarray
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced.
+
+    Attributes:
+        model: the final model file.
+        best_model: the best model by ``metric`` (None without validation).
+        metric: name of the validation metric that picks the best model.
+        best_metric, best_epoch: its best value and the (0-based) epoch.
+        epochs: per-epoch rows (train means, validation metrics, seconds).
+        global_step: training steps done.
+        work_dir: checkpoints and logs.
+    """
+
+    model: Path
+    best_model: Path | None
+    metric: str
+    best_metric: float | None
+    best_epoch: int | None
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    global_step: int = 0
+    work_dir: Path | None = None
+
+
+def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+    """The optimizer for ``--optimizer NAME`` (facenet's settings for RMSProp and momentum)."""
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate, epsilon=0.1)
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate)
+    if name == "momentum":
+        return keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True)
+    if name == "rmsprop":
+        return keras.optimizers.RMSprop(learning_rate, rho=0.9, momentum=0.9, epsilon=1.0)
+    if name == "adagrad":
+        return keras.optimizers.Adagrad(learning_rate, initial_accumulator_value=0.1)
+    if name == "adadelta":
+        return keras.optimizers.Adadelta(learning_rate, rho=0.9, epsilon=1e-6)
+    raise TrainingError(f"unknown optimizer {name!r}")
+
+
+class _StopRequest:
+    """Turns the first Ctrl-C (SIGINT) into a flag checked between steps; a second one interrupts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> "_StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+class _Bar:
+    """Progress bar with the latest loss and metric on stderr (none when quiet)."""
+
+    def __init__(self, length: int, label: str, quiet: bool, start: int = 0):
+        self.bar = None
+        if not quiet:
+            self.bar = click.progressbar(
+                length=length, label=label, file=sys.stderr, show_pos=True, show_eta=True,
+                item_show_func=lambda s: s,
+            )
+            self.bar.__enter__()
+            if start:
+                self.bar.update(start)
+
+    def update(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.update(1, current_item=text)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+
+def _bar_text(logs: Mapping[str, float]) -> str:
+    keys = [k for k in ("loss", "acc_id", "acc_expr", "w1", "w2") if k in logs]
+    return " ".join(f"{k} {logs[k]:.4g}" for k in keys)
+
+
+def _make_step(stage: Stage, optimizer, unit_optimizer, strategy, global_batch: int):
+    main_vars = stage.trainable_variables()
+    unit_vars = stage.unit_variables()
+    replicas = strategy.num_replicas_in_sync
+
+    def replica_step(images, labels):
+        ctx = tf.distribute.get_replica_context()
+
+        def reduce(t):
+            return ctx.all_reduce(tf.distribute.ReduceOp.SUM, t)
+
+        scale = tf.cast(tf.shape(images)[0], tf.float32) / float(global_batch)
+        with tf.GradientTape(persistent=bool(unit_vars)) as tape:
+            out = stage.step(images, labels, scale=scale, replicas=replicas, reduce=reduce)
+            scaled = optimizer.scale_loss(out.loss)
+        grads = tape.gradient(scaled, main_vars)
+        optimizer.apply_gradients([(g, v) for g, v in zip(grads, main_vars) if g is not None])
+        if unit_vars:
+            unit_grads = tape.gradient(out.unit_loss, unit_vars)
+            unit_optimizer.apply_gradients(list(zip(unit_grads, unit_vars)))
+        del tape
+        stats = tuple(out.center_stats) if out.center_stats is not None else ()
+        return out.logs, stats
+
+    @tf.function
+    def train_step(images, labels):
+        logs, stats = strategy.run(replica_step, args=(images, labels))
+        sum_op = tf.distribute.ReduceOp.SUM
+        logs = {k: strategy.reduce(sum_op, v, axis=None) for k, v in logs.items()}
+        if stats:
+            sum_diff = strategy.reduce(sum_op, stats[0], axis=None)
+            counts = strategy.reduce(sum_op, stats[1], axis=None)
+            stage.update_centers(sum_diff, counts)
+        return logs
+
+    return train_step
+
+
+def run_training(
+    cfg: TrainConfig,
+    *,
+    build_stage: Callable[[], Stage],
+    data: TrainData,
+    schedule: LRSchedule,
+    validate: Callable[[Stage], dict[str, float]] | None,
+    metric: str,
+    fingerprint: Mapping[str, Any],
+    weight_lr: float | None = None,
+    after_epoch: Callable[[Path], None] | None = None,
+    on_step: OnStep | None = None,
+) -> TrainResult:
+    """Train the stage that ``build_stage`` builds; see the module doc for the protocol.
+
+    Args:
+        build_stage: called inside the strategy scope and precision policy.
+        validate: epoch-end metrics of the stage's network (may return {}).
+        metric: key of ``validate``'s result that picks the best model (higher is better).
+        fingerprint: settings a resumed run must share with the checkpoint.
+        weight_lr: learning rate of the stage's unit optimizer (multi-task).
+        after_epoch: called with the work folder after each epoch's logs are written.
+        on_step: called after each step with (global step, logs) (tests, monitoring).
+
+    Raises:
+        TrainingError: the work folder holds a checkpoint and ``resume`` is off, there is
+            nothing to resume, the checkpoint does not fit, or the loss became NaN.
+    """
+    work = cfg.work_path
+    if cfg.resume and not ckpt.has_checkpoint(work):
+        raise TrainingError(f"{work}: no checkpoint to resume from")
+    if not cfg.resume and ckpt.has_checkpoint(work):
+        raise TrainingError(
+            f"{work}: holds a checkpoint of an earlier run; pass --resume to continue it, "
+            "or use another --work-dir"
+        )
+    fingerprint = dict(fingerprint)
+    strategy = make_strategy(cfg.strategy)
+    chief = is_chief(strategy)
+    fingerprint["replicas"] = strategy.num_replicas_in_sync
+
+    with precision_policy(cfg.precision), strategy.scope():
+        stage = build_stage()
+        optimizer = make_optimizer(cfg.optimizer, schedule.lr_at(0) or cfg.learning_rate)
+        if cfg.precision == "fp16":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        optimizer.build(stage.trainable_variables())
+        unit_optimizer = None
+        if stage.unit_variables():
+            unit_optimizer = keras.optimizers.SGD(weight_lr or 0.1)
+            unit_optimizer.build(stage.unit_variables())
+        variables = (stage.state_variables() + list(optimizer.variables)
+                     + (list(unit_optimizer.variables) if unit_optimizer else []))
+        state = ckpt.TrainState(fingerprint=_jsonable(fingerprint))
+        if cfg.resume:
+            state = ckpt.load_state(work)
+            if state.fingerprint != _jsonable(fingerprint):
+                diff = sorted(k for k in set(state.fingerprint) | set(fingerprint)
+                              if state.fingerprint.get(k) != _jsonable(fingerprint).get(k))
+                raise TrainingError(f"{work}: checkpoint was made with other settings ({', '.join(diff)}); cannot resume")
+            ckpt.restore_variables(work, variables)
+        train_step = _make_step(stage, optimizer, unit_optimizer, strategy, cfg.batch_size)
+
+        work.mkdir(parents=True, exist_ok=True)
+        steps_log = CsvLog(work / "steps.csv", resume=cfg.resume)
+        epochs_log = CsvLog(work / "epochs.csv", resume=cfg.resume)
+        if cfg.resume:
+            steps_log.truncate("step", state.global_step)
+            epochs_log.truncate("epoch", state.epoch - 1)
+        board = TensorBoard(work / "tensorboard" if chief else None)
+        best_path = work / "best.keras"
+        n = len(data.paths)
+        full_steps = tfdata.steps_per_epoch(n, cfg.batch_size)
+        if full_steps == 0:
+            raise TrainingError(f"{n} training images are fewer than one batch of {cfg.batch_size}")
+        n_steps = min(full_steps, cfg.steps_per_epoch or full_steps)
+        history: list[dict[str, Any]] = []
+        try:
+            with _StopRequest() as stop:
+                for epoch in range(state.epoch, cfg.epochs):
+                    lr = schedule.lr_at(epoch)
+                    if lr is None:
+                        break
+                    optimizer.learning_rate = lr
+                    start = state.step
+                    ds = tfdata.training_dataset(
+                        data.paths, data.labels, image_size=stage.net.network_config.image_size,
+                        batch_size=cfg.batch_size, seed=cfg.seed, epoch=epoch, skip_batches=start,
+                        random_crop=cfg.random_crop, flip=cfg.flip,
+                    ).take(n_steps - start)
+                    dist = strategy.experimental_distribute_dataset(distribute_options(ds))
+                    bar = _Bar(n_steps, f"epoch {epoch + 1}/{cfg.epochs}", cfg.quiet, start)
+                    sums: dict[str, float] = {}
+                    t0 = time.perf_counter()
+                    done = 0
+                    try:
+                        for images, labels in dist:
+                            logs = {k: float(v) for k, v in train_step(images, labels).items()}
+                            state.step += 1
+                            state.global_step += 1
+                            done += 1
+                            if not math.isfinite(logs["loss"]) and cfg.precision != "fp16":
+                                raise TrainingError(
+                                    f"loss became {logs['loss']} at step {state.global_step}; "
+                                    "lower the learning rate"
+                                )
+                            for k, v in logs.items():
+                                sums[k] = sums.get(k, 0.0) + v
+                            if chief:
+                                steps_log.write({"epoch": epoch, "step": state.global_step, "lr": lr, **logs})
+                                board.scalars(logs, state.global_step, "train/")
+                            bar.update(_bar_text(logs))
+                            if on_step is not None:
+                                on_step(state.global_step, logs)
+                            if stop.requested:
+                                raise KeyboardInterrupt
+                    finally:
+                        bar.close()
+                    seconds = time.perf_counter() - t0
+                    row: dict[str, Any] = {"epoch": epoch, "lr": lr}
+                    row.update({k: v / max(done, 1) for k, v in sums.items()})
+                    row["images_per_s"] = done * cfg.batch_size / max(seconds, 1e-9)
+                    metrics = validate(stage) if validate is not None else {}
+                    row.update(metrics)
+                    row["seconds"] = time.perf_counter() - t0
+                    value = metrics.get(metric)
+                    state.epoch, state.step = epoch + 1, 0
+                    if value is not None and (state.best_metric is None or value > state.best_metric):
+                        state.best_metric, state.best_epoch = float(value), epoch
+                        if chief:
+                            save_network(stage.net, best_path)
+                    if chief:
+                        epochs_log.write(row)
+                        board.scalars(metrics, state.global_step, "val/")
+                        ckpt.save_checkpoint(work, variables, state)
+                        if after_epoch is not None:
+                            after_epoch(work)
+                    history.append(row)
+                    if not cfg.quiet:
+                        shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+                        click.echo(f"epoch {epoch + 1}: loss {row.get('loss', float('nan')):.4f}"
+                                   + (f", {shown}" if shown else ""), err=True)
+                    if stop.requested:
+                        raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            if chief:
+                ckpt.save_checkpoint(work, variables, state)
+                click.echo(
+                    f"interrupted at epoch {state.epoch + 1}, step {state.step}: checkpoint saved in "
+                    f"{work / ckpt.CHECKPOINT_DIR}; run again with --resume to continue", err=True,
+                )
+            raise
+        finally:
+            board.close()
+        out = Path(cfg.out)
+        if chief:
+            save_network(stage.net, out)
+    return TrainResult(
+        model=out,
+        best_model=best_path if best_path.exists() else None,
+        metric=metric,
+        best_metric=state.best_metric,
+        best_epoch=state.best_epoch,
+        epochs=history,
+        global_step=state.global_step,
+        work_dir=work,
+    )
+
+
+def _jsonable(d: Mapping[str, Any]) -> dict[str, Any]:
+    import json
+
+    return json.loads(json.dumps(d, default=str))

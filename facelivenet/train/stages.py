@@ -1,0 +1,314 @@
+"""The objectives of the three training stages, on ``keras.ops`` (backend-neutral).
+
+A stage owns the parts that exist only for training (the identity-logits head, the
+class centers, the multi-task unit's objective) around a :class:`FaceLiveNet`, and
+computes one batch's losses. The backend-specific loop (:mod:`facelivenet.train.loop`)
+takes the gradients, applies them, and calls :meth:`Stage.update_centers`.
+
+Distributed steps. Every replica sees ``local`` of the ``global`` batch. The losses a
+stage returns are scaled so that summing them over the replicas gives the loss of the
+whole batch on one device: batch means are multiplied by ``local / global``, batch
+sums stay as they are, weight decay is divided by the replica count. Where a loss is
+not a sum over samples (the ICPR hinge over batch sums, the multi-task weights), the
+batch-level quantity is taken on the whole batch through ``reduce`` (a cross-replica
+sum; the identity on one device) with its gradient stopped. The logs follow the same
+rule, so their cross-replica sum is the single-device value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import keras
+from keras import ops
+
+from facelivenet import losses
+from facelivenet.models.network import FaceLiveNet
+from facelivenet.train.config import VerificationLossConfig
+
+Reduce = Callable[[object], object]
+
+#: Added to each task loss in the multi-task unit's objective (the DMTL code's 0.01).
+UNIT_EPSILON = 0.01
+
+
+def _identity(x):
+    return x
+
+
+@dataclass
+class StepOutput:
+    """One replica's share of a training step.
+
+    Attributes:
+        loss: what the network's optimizer minimises (scaled, see the module doc).
+        logs: named scalars (scaled likewise) for the progress bar and the logs.
+        center_stats: ``(sum_diff, counts)`` for :meth:`Stage.update_centers`, or None.
+        unit_loss: the dynamic-weight unit's own objective (multi-task only).
+    """
+
+    loss: object
+    logs: dict
+    center_stats: tuple | None = None
+    unit_loss: object | None = None
+
+
+def transfer_weights(src: keras.Model, dst: keras.Model) -> int:
+    """Copy weights from ``src`` to ``dst`` layer by layer, matching names and shapes.
+
+    Returns the number of layers copied. Used to carry a model's weights into a new
+    model whose expression head has a different class list.
+    """
+    copied = 0
+    for layer in dst.layers:
+        try:
+            other = src.get_layer(layer.name)
+        except ValueError:
+            continue
+        sw, dw = other.get_weights(), layer.get_weights()
+        if sw and len(sw) == len(dw) and all(a.shape == b.shape for a, b in zip(sw, dw)):
+            layer.set_weights(sw)
+            copied += 1
+    return copied
+
+
+class _VerificationTerm:
+    """Softmax over identities + alpha * Lc on the prelogits (L1 of DESIGN.md §3)."""
+
+    def __init__(self, num_ids: int, dim: int, loss_cfg: VerificationLossConfig, weight_decay: float):
+        self.cfg = loss_cfg
+        self.head = keras.layers.Dense(
+            num_ids, name="identity_logits",
+            kernel_regularizer=keras.regularizers.L2(weight_decay) if weight_decay > 0 else None,
+        )
+        self.head.build((None, dim))
+        self.centers = losses.CenterState(num_ids, dim, name="identity_centers") if loss_cfg.kind != "none" else None
+
+    def variables(self) -> list:
+        return list(self.head.variables) + (list(self.centers.variables) if self.centers else [])
+
+    def __call__(self, prelogits, labels, scale, reduce: Reduce) -> dict:
+        x = ops.cast(prelogits, "float32")
+        logits = ops.cast(self.head(x), "float32")
+        ce = losses.softmax_cross_entropy(labels, logits) * scale
+        correct = losses.accuracy(labels, logits) * scale
+        cfg = self.cfg
+        if cfg.kind == "none":
+            lc = ops.convert_to_tensor(0.0, "float32")
+        elif cfg.kind == "center":
+            lc = losses.center_loss(x, labels, self.centers.centers) * scale
+        elif cfg.kind == "triplet-plus":
+            lc = losses.classwise_triplet_loss_plus(x, labels, self.centers.centers, margin=cfg.margin)
+        else:  # triplet-icpr: the hinge is open or closed for the whole batch
+            k = float(self.centers.num_classes)
+            d_intra, d_psi = losses.triplet_terms_icpr(x, labels, self.centers.centers)
+            inner_global = reduce(ops.stop_gradient(k * d_intra + cfg.beta * scale - cfg.theta * d_psi))
+            active = ops.cast(ops.greater(inner_global, 0.0), "float32")
+            lc = losses.classwise_triplet_loss_icpr(
+                x, labels, self.centers.centers, beta=cfg.beta * scale, theta=cfg.theta, active=active
+            )
+        out = {"ce_id": ce, "lc": lc, "l1": ce + cfg.alpha * lc, "acc_id": correct}
+        if self.centers is not None:
+            out["center_stats"] = self.centers.statistics(x, labels)
+        return out
+
+    def regularization(self):
+        return losses.weight_decay(self.head)
+
+
+class Stage:
+    """Base: a network, the sub-model a stage trains, and its training-only parts.
+
+    Attributes:
+        name: the stage's name (``verification``, ``expression``, ``multitask``).
+        metric: the validation metric that picks the best model (higher is better).
+        net: the :class:`FaceLiveNet` being trained (what is saved).
+        body: sub-model of ``net`` computing only the outputs this stage needs.
+    """
+
+    name = "stage"
+    metric = "val_accuracy"
+    center_rate = 0.5
+
+    def __init__(self, net: FaceLiveNet):
+        self.net = net
+        self.body: keras.Model | None = None
+        self.centers: losses.CenterState | None = None
+
+    # --- variables ------------------------------------------------------------------
+    def trainable_variables(self) -> list:
+        """Variables the network optimizer updates."""
+        raise NotImplementedError
+
+    def unit_variables(self) -> list:
+        """Variables of the dynamic-weight unit (multi-task only)."""
+        return []
+
+    def state_variables(self) -> list:
+        """Everything a checkpoint must hold besides the optimizers (net, heads, centers, RNG)."""
+        return list(self.net.variables)
+
+    # --- one batch ------------------------------------------------------------------
+    def step(self, images, labels, *, scale, replicas: int, reduce: Reduce = _identity) -> StepOutput:
+        raise NotImplementedError
+
+    def update_centers(self, sum_diff, counts) -> None:
+        """Apply ICPR eq. 6-7 with the batch statistics (summed over replicas)."""
+        if self.centers is not None:
+            self.centers.update(sum_diff, counts, self.center_rate)
+
+    def _weight_decay(self, replicas: int, *extra) -> object:
+        total = losses.weight_decay(self.body)
+        for term in extra:
+            total = total + term
+        return total / float(replicas)
+
+
+class VerificationStage(Stage):
+    """Stage 1: stem + branch 1 with softmax over identities + alpha * Lc."""
+
+    name = "verification"
+    metric = "val_pair_accuracy"
+
+    def __init__(self, net: FaceLiveNet, num_ids: int, loss_cfg: VerificationLossConfig):
+        super().__init__(net)
+        self.body = keras.Model(net.input, net.get_layer("verif_bottleneck_bn").output, name="stage1_body")
+        cfg = net.network_config
+        self.term = _VerificationTerm(num_ids, cfg.embedding_size, loss_cfg, cfg.weight_decay)
+        self.centers = self.term.centers
+        self.center_rate = loss_cfg.center_rate
+
+    def trainable_variables(self) -> list:
+        return list(self.body.trainable_variables) + list(self.term.head.trainable_variables)
+
+    def state_variables(self) -> list:
+        return super().state_variables() + self.term.variables()
+
+    def step(self, images, labels, *, scale, replicas, reduce=_identity) -> StepOutput:
+        prelogits = self.body(images, training=True)
+        t = self.term(prelogits, labels, scale, reduce)
+        wd = self._weight_decay(replicas, self.term.regularization())
+        loss = t["l1"] + wd
+        logs = {"loss": loss, "ce_id": t["ce_id"], "lc": t["lc"], "weight_decay": wd, "acc_id": t["acc_id"]}
+        return StepOutput(loss, logs, t.get("center_stats"))
+
+
+class ExpressionStage(Stage):
+    """Stage 2: branch 2 with softmax over expressions (+ optional center loss on its features).
+
+    Unless ``train_all``, the stem, branch 1 and the dynamic-weight unit are frozen
+    (their batch norms then run in inference mode).
+    """
+
+    name = "expression"
+    metric = "val_accuracy"
+
+    def __init__(self, net: FaceLiveNet, *, train_all: bool, center_factor: float, center_rate: float):
+        super().__init__(net)
+        if not train_all:
+            frozen = {l.name for l in net.verification_layers()}
+            for layer in net.layers:
+                if layer.name in frozen or layer.name.startswith("dyn_"):
+                    layer.trainable = False
+        self.body = keras.Model(
+            net.input,
+            [net.get_layer("expression_logits").output, net.get_layer("expression_features").output],
+            name="stage2_body",
+        )
+        self.center_factor = float(center_factor)
+        self.center_rate = float(center_rate)
+        if self.center_factor > 0:
+            n_classes = len(net.network_config.expression_classes)
+            self.centers = losses.CenterState(n_classes, net.network_config.expression_hidden, name="expression_centers")
+
+    def trainable_variables(self) -> list:
+        return list(self.body.trainable_variables)
+
+    def state_variables(self) -> list:
+        return super().state_variables() + (list(self.centers.variables) if self.centers else [])
+
+    def step(self, images, labels, *, scale, replicas, reduce=_identity) -> StepOutput:
+        logits, features = self.body(images, training=True)
+        logits = ops.cast(logits, "float32")
+        features = ops.cast(features, "float32")
+        ce = losses.softmax_cross_entropy(labels, logits) * scale
+        logs = {"ce_expr": ce, "acc_expr": losses.accuracy(labels, logits) * scale}
+        loss = ce
+        stats = None
+        if self.centers is not None:
+            lc = losses.center_loss(features, labels, self.centers.centers) * scale
+            loss = loss + self.center_factor * lc
+            logs["center_loss"] = lc
+            stats = self.centers.statistics(features, labels)
+        wd = self._weight_decay(replicas)
+        loss = loss + wd
+        logs["weight_decay"] = wd
+        logs = {"loss": loss, **logs}
+        return StepOutput(loss, logs, stats)
+
+
+class MultitaskStage(Stage):
+    """FaceLiveNet+: L3 = (1 + w1) L1 + w2 L2, the weights from the dynamic-weight unit.
+
+    Rule used for the unit (the DMTL code's, DESIGN.md §3): (w1, w2) is the batch mean
+    of the unit's softmax. The network minimises L3 (+ weight decay) with (w1, w2)
+    held constant; the unit alone minimises its own objective
+    ``w1 / (L1 + 0.01) + w2 / (L2 + 0.01)`` with L1, L2 held constant, which moves
+    weight toward the task whose loss is larger.
+    """
+
+    name = "multitask"
+    metric = "val_score"
+
+    def __init__(self, net: FaceLiveNet, num_ids: int, loss_cfg: VerificationLossConfig):
+        super().__init__(net)
+        self.body = keras.Model(
+            net.input,
+            [
+                net.get_layer("verif_bottleneck_bn").output,
+                net.get_layer("expression_logits").output,
+                net.get_layer("task_weights").output,
+            ],
+            name="multitask_body",
+        )
+        cfg = net.network_config
+        self.term = _VerificationTerm(num_ids, cfg.embedding_size, loss_cfg, cfg.weight_decay)
+        self.centers = self.term.centers
+        self.center_rate = loss_cfg.center_rate
+        self._unit_ids = {id(v) for v in net.get_layer("dyn_dense").trainable_variables}
+
+    def trainable_variables(self) -> list:
+        body = [v for v in self.body.trainable_variables if id(v) not in self._unit_ids]
+        return body + list(self.term.head.trainable_variables)
+
+    def unit_variables(self) -> list:
+        return list(self.net.get_layer("dyn_dense").trainable_variables)
+
+    def state_variables(self) -> list:
+        return super().state_variables() + self.term.variables()
+
+    def step(self, images, labels, *, scale, replicas, reduce=_identity) -> StepOutput:
+        id_labels, expr_labels = labels[:, 0], labels[:, 1]
+        prelogits, expr_logits, task_weights = self.body(images, training=True)
+        t = self.term(prelogits, id_labels, scale, reduce)
+        expr_logits = ops.cast(expr_logits, "float32")
+        l2 = losses.softmax_cross_entropy(expr_labels, expr_logits) * scale
+        w_local = ops.mean(ops.cast(task_weights, "float32"), axis=0) * scale      # sums to the batch mean
+        w = reduce(ops.stop_gradient(w_local))
+        l1 = t["l1"]
+        wd = self._weight_decay(replicas, self.term.regularization())
+        loss = (1.0 + w[0]) * l1 + w[1] * l2 + wd
+        l1_all = reduce(ops.stop_gradient(l1))
+        l2_all = reduce(ops.stop_gradient(l2))
+        unit = w_local[0] / (l1_all + UNIT_EPSILON) + w_local[1] / (l2_all + UNIT_EPSILON)
+        r = float(replicas)
+        logs = {
+            "loss": loss, "l1": l1, "l2": l2,
+            # w1, w2 are the same on every replica: share them so the sum is the value.
+            "w1": w[0] / r, "w2": w[1] / r,
+            "ce_id": t["ce_id"], "lc": t["lc"], "acc_id": t["acc_id"],
+            "acc_expr": losses.accuracy(expr_labels, expr_logits) * scale,
+            "unit_objective": unit, "weight_decay": wd,
+        }
+        return StepOutput(loss, logs, t.get("center_stats"), unit_loss=unit)

@@ -1,0 +1,286 @@
+"""Training: weight decay in the loss, the three stages end to end, resume, Ctrl-C, logs, CLI.
+
+Synthetic data (coloured block patterns + noise) keeps these small; the tiny network
+(simple preset, 80 px, 32-d embedding) keeps them quick.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+TINY = dict(image_size=80, embedding_size=32)  # tests/conftest.py's tiny network
+
+SUBJECTS = [f"S{s:03d}" for s in range(1, 7)]
+EXPRESSIONS = ["happy", "surprise"]
+
+
+def _pattern(rng, size=12):
+    return rng.integers(0, 255, (size, size, 3)).astype(np.float64)
+
+
+def _save(path: Path, img: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path)
+
+
+@pytest.fixture(scope="module")
+def id_data(tmp_path_factory) -> Path:
+    """6 identities x 6 images: a block pattern per identity plus noise."""
+    root = tmp_path_factory.mktemp("ids")
+    rng = np.random.default_rng(0)
+    for c in range(6):
+        base = np.kron(_pattern(rng), np.ones((8, 8, 1)))
+        for i in range(6):
+            _save(root / f"id{c}" / f"{i}.png", base + rng.normal(0, 25, base.shape))
+    return root
+
+
+@pytest.fixture(scope="module")
+def ck_data(tmp_path_factory) -> Path:
+    """CK+-style names: expression folders, subject in the file name, 3 frames per sequence."""
+    root = tmp_path_factory.mktemp("ck")
+    rng = np.random.default_rng(1)
+    faces = {s: np.kron(_pattern(rng), np.ones((8, 8, 1))) for s in SUBJECTS}
+    marks = {e: np.kron(_pattern(rng, 4), np.ones((24, 24, 1))) for e in EXPRESSIONS}
+    for s in SUBJECTS:
+        for q, e in enumerate(EXPRESSIONS, start=1):
+            for f in range(3):
+                img = 0.5 * faces[s] + 0.5 * marks[e] + rng.normal(0, 10, faces[s].shape)
+                _save(root / e / f"{s}_{q:03d}_{f + 10:08d}.png", img)
+    return root
+
+
+def _vcfg(id_data, tmp_path, **kw):
+    from facelivenet.train.config import VerificationConfig
+
+    base = dict(
+        data=str(id_data), out=str(tmp_path / "s1.keras"), epochs=2, batch_size=8, steps_per_epoch=2,
+        image_size=TINY["image_size"], embedding_size=TINY["embedding_size"], val_fraction=0.34,
+        quiet=True, dropout=0.0,
+    )
+    base.update(kw)
+    return VerificationConfig(**base)
+
+
+def _weights(path) -> list[np.ndarray]:
+    from facelivenet.models.io import load_network
+
+    return load_network(path).get_weights()
+
+
+# --- weight decay really enters the loss -----------------------------------------------------
+
+@pytest.mark.slow
+def test_weight_decay_is_in_the_differentiated_loss(tiny_config):
+    import keras
+    import tensorflow as tf
+
+    from facelivenet import losses
+    from facelivenet.models.network import FaceLiveNet
+    from facelivenet.train.config import VerificationLossConfig
+    from facelivenet.train.stages import VerificationStage
+
+    keras.utils.set_random_seed(0)
+    wd = 0.01
+    stage = VerificationStage(FaceLiveNet(tiny_config.replace(weight_decay=wd, dropout=0.0)), 3,
+                              VerificationLossConfig(kind="center", alpha=0.5))
+    images = np.random.default_rng(0).integers(0, 255, (4, 80, 80, 3)).astype(np.float32)
+    labels = np.array([0, 1, 2, 0])
+    kernel = stage.body.get_layer("verif_bottleneck").kernel
+    with tf.GradientTape(persistent=True) as tape:
+        out = stage.step(images, labels, scale=1.0, replicas=1)
+        without_wd = out.loss - out.logs["weight_decay"]
+    expected_wd = float(losses.weight_decay(stage.body)) + float(losses.weight_decay(stage.term.head))
+    assert float(out.logs["weight_decay"]) == pytest.approx(expected_wd, rel=1e-5)
+    assert expected_wd > 0
+    assert float(out.loss) == pytest.approx(
+        float(out.logs["ce_id"]) + 0.5 * float(out.logs["lc"]) + expected_wd, rel=1e-5)
+    # d(loss)/d(kernel) - d(loss - wd)/d(kernel) = d(wd * ||K||^2)/dK = 2 wd K
+    g_full = tape.gradient(out.loss, kernel.value)
+    g_plain = tape.gradient(without_wd, kernel.value)
+    np.testing.assert_allclose(np.asarray(g_full - g_plain), 2 * wd * np.asarray(kernel.value), rtol=1e-4, atol=1e-7)
+
+
+# --- stage 1 end to end, logs, best model ------------------------------------------------------
+
+@pytest.mark.slow
+def test_stage1_writes_model_best_checkpoint_and_logs(id_data, tmp_path):
+    from facelivenet.data.schedule import parse_lr_schedule  # noqa: F401  (schedule file below)
+    from facelivenet.models.io import load_network
+    from facelivenet.models.network import FaceLiveNet
+    from facelivenet.train.logs import read_csv
+    from facelivenet.train.run import train_verification
+
+    sched = tmp_path / "lr.txt"
+    sched.write_text("0: 0.01\n1: 0.002\n")
+    result = train_verification(_vcfg(id_data, tmp_path, lr_schedule=str(sched)))
+    net = load_network(result.model)
+    assert isinstance(net, FaceLiveNet)
+    assert net.network_config.image_size == 80 and net.network_config.embedding_size == 32
+    assert not any(l.name == "identity_logits" for l in net.layers)     # training-only head not saved
+    assert result.metric == "val_pair_accuracy" and result.best_model.is_file()
+    assert 0.0 <= result.best_metric <= 1.0
+    work = result.work_dir
+    steps = read_csv(work / "steps.csv")
+    assert [int(r["step"]) for r in steps] == [1, 2, 3, 4]
+    assert {"loss", "ce_id", "lc", "weight_decay", "acc_id", "lr"} <= set(steps[0])
+    epochs = read_csv(work / "epochs.csv")
+    assert [float(r["lr"]) for r in epochs] == [0.01, 0.002]          # the schedule file is used
+    assert "val_pair_accuracy" in epochs[0]
+    assert any(p.name.startswith("events.out.tfevents") for p in (work / "tensorboard").iterdir())
+    assert (work / "checkpoint" / "variables.npz").is_file()
+    assert (work / "identities.txt").read_text().split() == sorted(
+        (work / "identities.txt").read_text().split())
+    # A second run into the same work folder must not silently overwrite it.
+    from facelivenet.errors import TrainingError
+
+    with pytest.raises(TrainingError, match="--resume"):
+        train_verification(_vcfg(id_data, tmp_path))
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_and_resume_continues_exactly(id_data, tmp_path):
+    import json as _json
+
+    from facelivenet.train.run import train_verification
+
+    straight = train_verification(_vcfg(id_data, tmp_path / "a", out=str(tmp_path / "a.keras")))
+
+    def interrupt(step, logs):
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGINT)   # a real Ctrl-C, mid-epoch 2
+
+    cfg = _vcfg(id_data, tmp_path / "b", out=str(tmp_path / "b.keras"))
+    with pytest.raises(KeyboardInterrupt):
+        train_verification(cfg, on_step=interrupt)
+    state = _json.loads((cfg.work_path / "checkpoint" / "state.json").read_text())
+    assert (state["epoch"], state["step"], state["global_step"]) == (1, 1, 3)
+    assert not Path(cfg.out).exists()
+    from dataclasses import replace
+
+    resumed = train_verification(replace(cfg, resume=True))
+    assert resumed.global_step == 4
+    for a, b in zip(_weights(straight.model), _weights(resumed.model)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert resumed.best_metric == pytest.approx(straight.best_metric)
+    from facelivenet.train.logs import read_csv
+
+    assert [int(r["step"]) for r in read_csv(cfg.work_path / "steps.csv")] == [1, 2, 3, 4]
+
+
+# --- stage 2 ------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_stage2_freezes_stem_and_branch1_and_takes_the_dataset_classes(ck_data, tiny_model_path, tmp_path):
+    from facelivenet.models.io import load_network
+    from facelivenet.train.config import ExpressionConfig
+    from facelivenet.train.logs import read_csv
+    from facelivenet.train.run import train_expression
+
+    cfg = ExpressionConfig(
+        data=str(ck_data), out=str(tmp_path / "s2.keras"), model=str(tiny_model_path), epochs=1,
+        batch_size=8, steps_per_epoch=3, val_fraction=0.34, quiet=True, learning_rate=0.01,
+        center_loss_factor=0.1, center_loss_alfa=0.5,
+    )
+    result = train_expression(cfg)
+    before, after = load_network(tiny_model_path), load_network(result.model)
+    assert after.network_config.expression_classes == tuple(EXPRESSIONS)
+    for layer in before.verification_layers():
+        for a, b in zip(layer.get_weights(), after.get_layer(layer.name).get_weights()):
+            np.testing.assert_array_equal(a, b, err_msg=layer.name)      # frozen, BN statistics too
+    src = before.get_layer("verif_Block8_1_up").get_weights()[0]
+    dst = after.get_layer("expr_Block8_1_up").get_weights()[0]
+    assert src.shape == dst.shape and not np.allclose(src, dst)        # started from branch 1, then trained
+    assert np.abs(src - dst).max() < 0.5                                 # ... but started there
+    steps = read_csv(result.work_dir / "steps.csv")
+    assert float(steps[0]["center_loss"]) >= 0 and "acc_expr" in steps[0]
+    assert result.metric == "val_accuracy"
+
+
+# --- multitask ------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_multitask_logs_weights_every_step_and_plots(ck_data, tiny_model_path, tmp_path):
+    from facelivenet.models.io import load_network
+    from facelivenet.train.config import MultitaskConfig
+    from facelivenet.train.logs import read_csv
+    from facelivenet.train.run import train_multitask
+
+    cfg = MultitaskConfig(
+        data=str(ck_data), out=str(tmp_path / "mt.keras"), model=str(tiny_model_path), epochs=1,
+        batch_size=8, steps_per_epoch=3, val_fraction=0.34, quiet=True, weight_lr=5.0,
+    )
+    result = train_multitask(cfg)
+    steps = read_csv(result.work_dir / "steps.csv")
+    assert len(steps) == 3                                              # 24 training images / 8
+    w1 = [float(r["w1"]) for r in steps]
+    for r in steps:
+        assert float(r["w1"]) + float(r["w2"]) == pytest.approx(1.0, abs=1e-5)
+        assert float(r["l1"]) > 0 and float(r["l2"]) > 0
+    assert max(w1) - min(w1) > 1e-4                                     # the weights move
+    png = result.work_dir / "task_weights.png"
+    assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    before, after = load_network(tiny_model_path), load_network(result.model)
+    assert not np.allclose(before.get_layer("dyn_dense").get_weights()[0], after.get_layer("dyn_dense").get_weights()[0])
+    assert after.network_config.expression_classes == tuple(EXPRESSIONS)
+    assert result.metric == "val_score" and result.best_model is not None
+
+
+# --- CLI ------------------------------------------------------------------------------------
+
+def _cli(args):
+    from facelivenet.cli import cli
+
+    return CliRunner().invoke(cli, args, catch_exceptions=False)
+
+
+@pytest.mark.slow
+def test_cli_train_verification_bf16_json(id_data, tmp_path):
+    import keras
+
+    from facelivenet.models.io import load_network
+
+    r = _cli(["train-verification", "--data", str(id_data), "--out", str(tmp_path / "m.keras"),
+              "--epochs", "1", "--batch-size", "8", "--steps-per-epoch", "1", "--image-size", "80",
+              "--embedding-size", "32", "--val-fraction", "0.34", "--precision", "bf16", "--quiet", "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert d["model"].endswith("m.keras") and d["steps"] == 1 and d["metric"] == "val_pair_accuracy"
+    assert np.isfinite(d["epochs"][0]["loss"])
+    assert keras.config.dtype_policy().name == "float32"                # policy restored
+    assert all(w.dtype == np.float32 for w in load_network(d["model"]).get_weights())
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train-verification", "--data", "{ids}", "--out", "m.h5"], "must be a .keras file"),
+    (["train-verification", "--data", "{tmp}/none", "--out", "m.keras"], "no such dataset folder"),
+    (["train-verification", "--data", "{ids}", "--out", "{tmp}/m.keras", "--resume"], "no checkpoint to resume"),
+    (["train-verification", "--data", "{ids}", "--out", "m.keras", "--val-pairs", "p.txt"], "go together"),
+    (["train-expression", "--data", "{ids}", "--out", "m.keras"], "--model STAGE1.keras or --from-scratch"),
+    (["train-verification", "--data", "{ids}", "--out", "{tmp}/m.keras", "--lr-schedule", "{tmp}/bad.txt"],
+     "bad.txt:2: epoch must be a whole number"),
+    (["train-multitask", "--data", "{ids}", "--out", "m.keras", "--model", "{tmp}/none.keras"], "no such model file"),
+])
+def test_cli_errors_are_one_line_exit_2(id_data, tmp_path, args, message):
+    (tmp_path / "bad.txt").write_text("0: 0.1\nten: 0.01\n")
+    args = [a.format(ids=id_data, tmp=tmp_path) for a in args]
+    r = _cli(args)
+    assert r.exit_code == 2, r.output
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error:") and message in lines[0], r.stderr
+    assert "Traceback" not in r.output
+
+
+def test_multitask_help_states_the_unit_rule():
+    r = _cli(["train-multitask", "--help"])
+    assert r.exit_code == 0
+    text = " ".join(r.output.split())
+    assert "w1 / (L1 + 0.01) + w2 / (L2 + 0.01)" in text and "(1 + w1) L1 + w2 L2" in text
