@@ -1,0 +1,86 @@
+"""Evaluation plots written atomically as PNG (matplotlib's Agg backend, no display)."""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str | os.PathLike) -> None:
+    from facelivenet.utils import atomic_path
+
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+
+
+def plot_roc(path: str | os.PathLike, fpr: np.ndarray, tpr: np.ndarray, *, auc: float, eer: float,
+             title: str = "ROC", label: str = "") -> None:
+    """ROC curve (TPR against FAR, FAR on a log axis down to the first non-zero FAR)
+    with the EER point and the chance diagonal.
+
+    Args:
+        fpr, tpr: (T,) points of the curve, FAR increasing.
+    """
+    plt = _pyplot()
+    fig, (lin, log) = plt.subplots(1, 2, figsize=(10, 4.5))
+    name = f"{label} " if label else ""
+    for ax in (lin, log):
+        ax.plot(fpr, tpr, lw=1.8, label=f"{name}AUC {auc:.4f}, EER {eer:.4f}")
+        ax.plot([eer], [1.0 - eer], "o", color="C3", label="EER")
+        ax.set_xlabel("false accept rate")
+        ax.set_ylabel("true accept rate")
+        ax.grid(alpha=0.3)
+    lin.plot([0, 1], [0, 1], ls="--", color="grey", lw=0.8)
+    lin.set_xlim(0, 1)
+    lin.set_ylim(0, 1.01)
+    lin.legend(loc="lower right", fontsize=9)
+    positive = np.asarray(fpr)[np.asarray(fpr) > 0]
+    if positive.size:
+        log.set_xscale("log")
+        log.set_xlim(positive.min(), 1.0)
+    log.set_ylim(0, 1.01)
+    log.set_title("log FAR", fontsize=10)
+    fig.suptitle(title)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_confusion(path: str | os.PathLike, normalised: np.ndarray, classes: Sequence[str], *,
+                   title: str = "Confusion matrix") -> None:
+    """Row-normalised confusion matrix (rows: ground truth, columns: prediction), each
+    cell labelled with its share, darker = higher (the papers' Fig. 4 style).
+
+    Args:
+        normalised: (C, C) rows summing to 1 (or 0 for classes without samples).
+    """
+    plt = _pyplot()
+    c = np.asarray(normalised, np.float64)
+    n = len(classes)
+    side = max(4.5, 0.75 * n + 2)
+    fig, ax = plt.subplots(figsize=(side, side * 0.9))
+    im = ax.imshow(c, cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_xticks(range(n), labels=list(classes), rotation=45, ha="right")
+    ax.set_yticks(range(n), labels=list(classes))
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("ground truth")
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, f"{c[i, j]:.2f}", ha="center", va="center", fontsize=9,
+                    color="white" if c[i, j] > 0.5 else "black")
+    ax.set_title(title)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
