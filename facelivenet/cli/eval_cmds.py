@@ -71,3 +71,84 @@ def evaluate_verification_cmd(pairs_path, images_dir, model_path, aligned, flip,
                  title=f"Verification ROC: {Path(pairs_path).name}, {d['pairs']} pairs")
         d["roc"] = roc_path
     emit(d, as_json, format_report)
+
+
+@click.command("evaluate-expression", cls=Command)
+@click.option("--data", "data_dir", required=True, type=_DIR,
+              help="One folder per expression of face crops (e.g. ckplus48, fer2013/validation).")
+@model_option
+@click.option("--skip-unknown", is_flag=True,
+              help="Leave out folders that match no class of the model (e.g. contempt for a FER2013 model).")
+@click.option("--confusion", "confusion_path", type=_FILE, default=None,
+              help="Write the normalised confusion matrix to this .png.")
+@click.option("--cv", "cv_folds", type=click.IntRange(2), default=None,
+              help="Subject-independent K-fold cross-validation: train stage 2 on K-1 folds of subjects "
+                   "(from --model as the stage-1 model, or --from-scratch), test on the held-out fold.")
+@click.option("--subject-regex", default=None,
+              help="With --cv: the subject in file names (its 'subject' group or first group). "
+                   "Default: CK+ names S010_004_00000017.png.")
+@click.option("--from-scratch", is_flag=True, help="With --cv: train a fresh network per fold (no stage-1 model).")
+@click.option("--epochs", type=click.IntRange(1), default=10, show_default=True, help="With --cv: epochs per fold.")
+@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True, help="With --cv.")
+@click.option("--steps-per-epoch", type=click.IntRange(1), default=None, help="With --cv: cap on steps per epoch.")
+@click.option("--lr", "learning_rate", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True,
+              help="With --cv.")
+@click.option("--optimizer", default="adam", show_default=True, help="With --cv (see train-expression).")
+@click.option("--preset", default="simple", show_default=True, help="With --cv --from-scratch.")
+@click.option("--image-size", type=click.IntRange(75), default=160, show_default=True, help="With --cv --from-scratch.")
+@click.option("--embedding-size", type=click.IntRange(1), default=128, show_default=True,
+              help="With --cv --from-scratch.")
+@click.option("--seed", type=int, default=0, show_default=True, help="With --cv: folds and training.")
+@click.option("--work-dir", type=_DIR, default=None,
+              help="With --cv: keep the fold models and logs here (default: a temporary folder, removed).")
+@json_option
+@quiet_option
+def evaluate_expression_cmd(data_dir, model_path, skip_unknown, confusion_path, cv_folds, subject_regex,
+                            from_scratch, epochs, batch_size, steps_per_epoch, learning_rate, optimizer,
+                            preset, image_size, embedding_size, seed, work_dir, as_json, quiet):
+    """Expression accuracy, per-class precision/recall and confusion matrix on DATA.
+
+    Folder names are matched to the model's classes case-insensitively and across
+    synonyms (anger = angry, sadness = sad, happiness = happy). With --cv K the
+    papers' protocol runs instead: no subject in both the training and the test
+    side of a fold; reports the mean ± std of the fold accuracies.
+    """
+    from facelivenet.eval.expression import cross_validate_expression, evaluate_expression, format_report
+    from facelivenet.eval.plots import plot_confusion
+    from facelivenet.eval.metrics import normalize_rows
+
+    _png(confusion_path)
+    if cv_folds is None:
+        if subject_regex or from_scratch or work_dir:
+            raise CliError("--subject-regex, --from-scratch and --work-dir go with --cv K")
+        from facelivenet.api import load_model
+
+        report = evaluate_expression(load_model(model_path), data_dir, skip_unknown=skip_unknown,
+                                     progress=_chunks("predicting", quiet))
+        title = f"Expressions: {Path(data_dir).name} ({report.accuracy:.3f})"
+    else:
+        from facelivenet.data.datasets import CKPLUS_SUBJECT_REGEX
+
+        if skip_unknown:
+            raise CliError("--skip-unknown does not apply to --cv (the trained classes are DATA's folders)")
+        train_options = dict(
+            model=model_path, from_scratch=from_scratch, epochs=epochs, batch_size=batch_size,
+            steps_per_epoch=steps_per_epoch, learning_rate=learning_rate, optimizer=optimizer,
+            preset=preset, image_size=image_size, embedding_size=embedding_size, quiet=quiet,
+        )
+
+        def on_fold(r):
+            if not quiet:
+                click.echo(f"fold {r.fold + 1}/{cv_folds}: {r.test_subjects} subjects, {r.test_images} images, "
+                           f"accuracy {r.accuracy:.4f}", err=True)
+
+        report = cross_validate_expression(
+            data_dir, k=cv_folds, subject_regex=subject_regex or CKPLUS_SUBJECT_REGEX,
+            train_options=train_options, work_dir=work_dir, seed=seed, on_fold=on_fold,
+        )
+        title = f"Expressions: {Path(data_dir).name}, {cv_folds}-fold CV ({report.to_dict()['accuracy']:.3f})"
+    d = report.to_dict()
+    if confusion_path:
+        plot_confusion(confusion_path, normalize_rows(report.confusion), report.classes, title=title)
+        d["confusion_png"] = confusion_path
+    emit(d, as_json, format_report)
