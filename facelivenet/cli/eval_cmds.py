@@ -152,3 +152,82 @@ def evaluate_expression_cmd(data_dir, model_path, skip_unknown, confusion_path, 
         plot_confusion(confusion_path, normalize_rows(report.confusion), report.classes, title=title)
         d["confusion_png"] = confusion_path
     emit(d, as_json, format_report)
+
+
+@click.command("make-auth-protocol")
+@click.option("--data", "data_dir", required=True, type=_DIR,
+              help="Expression folders with the subject in each file name (CK+: ckplus48).")
+@click.option("--subject-regex", default=None,
+              help="The subject in file names (its 'subject' group or first group). Default: CK+ names.")
+@click.option("--out", "out_path", required=True, type=_FILE, help="Protocol CSV to write.")
+@click.option("--required", default="happy,surprise", show_default=True,
+              help="Comma-separated required expressions (the papers': happy, surprise).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the choice of impostors and wrong expressions.")
+@json_option
+def make_auth_protocol_cmd(data_dir, subject_regex, out_path, required, seed, as_json):
+    """Build the holistic authentication protocol's samples (the four cells of Table VI).
+
+    Each row: probe, reference, same_id, required_expression, probe_expression (+
+    subjects and cell). Reference = the subject's neutral image; without a neutral
+    folder (ckplus48) the subject's first image from a class that is not a required
+    expression (probes never come from the reference's folder, so never from its CK+
+    sequence). The rule used is written as a '#' comment at the top of the CSV.
+    """
+    from facelivenet.data.datasets import CKPLUS_SUBJECT_REGEX
+    from facelivenet.eval.auth import make_auth_protocol, write_protocol
+
+    if Path(out_path).suffix.lower() != ".csv":
+        raise CliError(f"{out_path}: the protocol is written as a .csv file")
+    names = tuple(e.strip() for e in required.split(",") if e.strip())
+    if not names:
+        raise CliError("--required names no expression")
+    regex = subject_regex or CKPLUS_SUBJECT_REGEX
+    protocol = make_auth_protocol(data_dir, regex, required=names, seed=seed)
+    header = [f"facelivenet auth protocol: data {Path(data_dir).resolve()}, subject regex {regex}, "
+              f"required {','.join(names)}, seed {seed}"]
+    write_protocol(out_path, protocol, header)
+    d = {"protocol": out_path, "samples": len(protocol.samples), "cells": protocol.cell_counts(),
+         "subjects": protocol.subjects, "subjects_without_own_probes": list(protocol.subjects_without_own_probes),
+         "notes": protocol.notes}
+    emit(d, as_json, lambda d: "\n".join(
+        [f"{d['protocol']}: {d['samples']} samples from {d['subjects']} subjects"]
+        + [f"  {c}: {n}" for c, n in d["cells"].items()] + [f"  note: {n}" for n in d["notes"]]))
+
+
+@click.command("evaluate-auth", cls=Command)
+@click.option("--protocol", "protocol_path", required=True, type=_FILE, help="Protocol CSV (make-auth-protocol).")
+@model_option
+@click.option("--threshold", "verification_threshold", type=click.FloatRange(0, 4), default=None,
+              help="Verification threshold (squared L2). Default: the model's.")
+@click.option("--expression-threshold", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Probability at which an expression counts as shown. Default: the model's.")
+@click.option("--roc", "roc_path", type=_FILE, default=None, help="Write the fused score's ROC to this .png.")
+@json_option
+@quiet_option
+def evaluate_auth_cmd(protocol_path, model_path, verification_threshold, expression_threshold, roc_path,
+                      as_json, quiet):
+    """Per-sample fused decisions on a protocol: Acc_auth, Acc_verif, Acc_expre, Acc_live.
+
+    A sample is accepted iff the probe matches the reference AND shows the required
+    expression; it should be iff same_id AND the probe's expression is the required
+    one. Also: the 2x2 cells (samples, accepted) and ROC/EER over the fused score
+    min((t_v - d)/t_v, (p - t_e)/(1 - t_e)), which is >= 0 exactly when accepted.
+    Images are face crops, used whole.
+    """
+    from facelivenet.api import load_model
+    from facelivenet.eval.auth import evaluate_auth, format_report, read_protocol
+    from facelivenet.eval.plots import plot_roc
+
+    _png(roc_path)
+    samples = read_protocol(protocol_path)
+    model = load_model(model_path)
+    d = evaluate_auth(model, samples, verification_threshold=verification_threshold,
+                      expression_threshold=expression_threshold, progress=_chunks("analysing", quiet))
+    roc = d.pop("_roc", None)
+    if roc_path:
+        if roc is None:
+            raise CliError("the protocol has only genuine or only impostor samples: no ROC to draw")
+        plot_roc(roc_path, roc.fpr, roc.tpr, auc=d["auc"], eer=d["eer"],
+                 title=f"Authentication ROC (fused score): {Path(protocol_path).name}")
+        d["roc"] = roc_path
+    emit(d, as_json, format_report)

@@ -42,7 +42,8 @@ SYNONYMS: tuple[frozenset[str], ...] = (
 )
 
 
-def _same_expression(a: str, b: str) -> bool:
+def same_expression(a: str, b: str) -> bool:
+    """Whether two expression names mean the same class (case-insensitive, :data:`SYNONYMS`)."""
     a, b = a.lower(), b.lower()
     return a == b or any(a in group and b in group for group in SYNONYMS)
 
@@ -52,7 +53,7 @@ def class_index(name: str, classes: Sequence[str]) -> int | None:
     exact = [i for i, c in enumerate(classes) if c.lower() == name.lower()]
     if exact:
         return exact[0]
-    near = [i for i, c in enumerate(classes) if _same_expression(name, c)]
+    near = [i for i, c in enumerate(classes) if same_expression(name, c)]
     return near[0] if near else None
 
 
