@@ -52,3 +52,14 @@ def tiny_model_path(tiny_model, tmp_path_factory) -> Path:
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def runner():
+    """Click's CliRunner with stdout and stderr kept apart."""
+    from click.testing import CliRunner
+
+    try:
+        return CliRunner(mix_stderr=False)
+    except TypeError:  # Click >= 8.2 keeps stderr apart already
+        return CliRunner()

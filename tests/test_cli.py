@@ -4,18 +4,9 @@ import sys
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 from facelivenet.cli import cli
-
-
-@pytest.fixture
-def runner():
-    try:
-        return CliRunner(mix_stderr=False)
-    except TypeError:  # Click >= 8.2 keeps stderr apart already
-        return CliRunner()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 from facelivenet.cli import cli
@@ -20,14 +19,6 @@ from facelivenet.eval.auth import (
 from conftest import shared_data
 
 CK = r"^(?P<subject>S\d+)_\d+_\d+"
-
-
-@pytest.fixture
-def runner():
-    try:
-        return CliRunner(mix_stderr=False)
-    except TypeError:  # Click >= 8.2 keeps stderr apart already
-        return CliRunner()
 
 
 def write(root: Path, cls: str, name: str, value: int = 0) -> None:
@@ -80,7 +71,7 @@ def test_protocol_errors(tmp_path):
         make_auth_protocol(tmp_path / "d", r"^X(\d+)")
 
 
-def test_csv_round_trip_and_parser_errors(tmp_path):
+def test_csv_round_trip(tmp_path):
     proto = make_auth_protocol(ck_like(tmp_path / "d", neutral=False), CK)
     out = tmp_path / "sub" / "protocol.csv"
     out.parent.mkdir()
@@ -91,21 +82,25 @@ def test_csv_round_trip_and_parser_errors(tmp_path):
     back = read_protocol(out)
     assert [(Path(s.probe).resolve(), s.same_id, s.cell) for s in back] == \
            [(Path(s.probe).resolve(), s.same_id, s.cell) for s in proto.samples]
-    bad = tmp_path / "bad.csv"
-    bad.write_text("# c\nprobe,reference,same_id,required_expression,probe_expression\na.png,b.png,maybe,happy,happy\n")
-    with pytest.raises(FileFormatError, match=r"bad.csv:3: same_id must be true or false"):
-        read_protocol(bad)
-    bad.write_text("probe,reference,same_id\n")
-    with pytest.raises(FileFormatError, match=r"bad.csv:1: missing column\(s\) required_expression, probe_expression"):
-        read_protocol(bad)
-    bad.write_text("probe,reference,same_id,required_expression,probe_expression\na.png,b.png,true,happy\n")
-    with pytest.raises(FileFormatError, match=r"bad.csv:2: expected 5 fields, got 4"):
-        read_protocol(bad)
-    bad.write_text("probe,reference,same_id,required_expression,probe_expression\na.png,,true,happy,happy\n")
-    with pytest.raises(FileFormatError, match=r"bad.csv:2: empty reference"):
-        read_protocol(bad)
     with pytest.raises(FileFormatError, match="no such protocol"):
         read_protocol(tmp_path / "none.csv")
+
+
+HEADER = "probe,reference,same_id,required_expression,probe_expression\n"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("# c\n" + HEADER + "a.png,b.png,maybe,happy,happy\n", r"bad.csv:3: same_id must be true or false"),
+    ("probe,reference,same_id\n", r"bad.csv:1: missing column\(s\) required_expression, probe_expression"),
+    (HEADER + "a.png,b.png,true,happy\n", r"bad.csv:2: expected 5 fields, got 4"),
+    (HEADER + "a.png,,true,happy,happy\n", r"bad.csv:2: empty reference"),
+    ("# only a comment\n", r"bad.csv: no header line"),
+    (HEADER, r"bad.csv: no samples"),
+])
+def test_protocol_parser_errors_name_the_line(tmp_path, text, message):
+    (tmp_path / "bad.csv").write_text(text)
+    with pytest.raises(FileFormatError, match=message):
+        read_protocol(tmp_path / "bad.csv")
 
 
 def test_fused_score_is_the_fused_decision():

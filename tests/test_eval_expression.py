@@ -8,7 +8,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 from facelivenet.cli import cli
@@ -22,14 +21,6 @@ from conftest import shared_data
 #: Each expression folder holds images of one flat colour (a colour-reading fake model
 #: then recognises them); anger is red, happy green, surprise blue.
 COLOURS = {"anger": (255, 0, 0), "happy": (0, 255, 0), "surprise": (0, 0, 255)}
-
-
-@pytest.fixture
-def runner():
-    try:
-        return CliRunner(mix_stderr=False)
-    except TypeError:  # Click >= 8.2 keeps stderr apart already
-        return CliRunner()
 
 
 def make_dataset(root: Path, subjects: int = 4, colours=COLOURS, frames: int = 2) -> Path:

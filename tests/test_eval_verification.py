@@ -7,7 +7,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 from facelivenet.cli import cli
@@ -32,14 +31,6 @@ Dee 1 2
 Ann 2 Cy 2
 Bob 2 Dee 2
 """
-
-
-@pytest.fixture
-def runner():
-    try:
-        return CliRunner(mix_stderr=False)
-    except TypeError:  # Click >= 8.2 keeps stderr apart already
-        return CliRunner()
 
 
 @pytest.fixture

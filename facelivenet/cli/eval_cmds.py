@@ -231,3 +231,34 @@ def evaluate_auth_cmd(protocol_path, model_path, verification_threshold, express
                  title=f"Authentication ROC (fused score): {Path(protocol_path).name}")
         d["roc"] = roc_path
     emit(d, as_json, format_report)
+
+
+@click.command("plot-embeddings", cls=Command)
+@click.option("--data", "data_dir", required=True, type=_DIR,
+              help="One folder per identity (att_faces), or with --subject-regex any folders (ckplus48).")
+@click.option("--out", "out_path", required=True, type=_FILE, help="The t-SNE plot (.png).")
+@model_option
+@click.option("--subject-regex", default=None,
+              help="Identity = the subject in each file name (e.g. '^(S\\d+)_' for CK+) instead of the folder.")
+@click.option("--max-images", type=click.IntRange(4), default=2000, show_default=True,
+              help="Seeded sample of at most this many images (t-SNE is quadratic).")
+@click.option("--perplexity", type=click.FloatRange(1), default=30.0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@json_option
+@quiet_option
+def plot_embeddings_cmd(data_dir, out_path, model_path, subject_regex, max_images, perplexity, seed, as_json, quiet):
+    """t-SNE map of the embeddings of DATA's face crops, coloured by identity.
+
+    Also reports the leave-one-out nearest-neighbour identity accuracy in the
+    embedding space.
+    """
+    from facelivenet.api import load_model
+    from facelivenet.eval.embeddings import plot_embeddings
+
+    _png(out_path)
+    d = plot_embeddings(load_model(model_path), data_dir, out_path, subject_regex=subject_regex,
+                        max_images=max_images, perplexity=perplexity, seed=seed,
+                        progress=_chunks("embedding", quiet))
+    nn = d["nearest_neighbour_accuracy"]
+    emit(d, as_json, lambda d: f"{d['out']}: {d['images']} images, {d['identities']} identities; "
+                               f"nearest-neighbour identity accuracy {'-' if nn is None else f'{nn:.4f}'}")

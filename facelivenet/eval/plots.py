@@ -84,3 +84,29 @@ def plot_confusion(path: str | os.PathLike, normalised: np.ndarray, classes: Seq
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
+
+
+#: Identities named in a map's legend at most.
+LEGEND_MAX = 20
+
+
+def plot_identity_map(path: str | os.PathLike, points: np.ndarray, labels: np.ndarray, names: Sequence[str], *,
+                      title: str = "Embeddings") -> None:
+    """Scatter of (N, 2) ``points`` coloured (and, past 20, also marked) by (N,) ``labels``
+    indexing ``names``; a legend up to :data:`LEGEND_MAX` identities."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 7))
+    colours = plt.get_cmap("tab20").colors
+    markers = "os^DvP*Xh<>"
+    for k, name in enumerate(names):
+        member = np.asarray(labels) == k
+        ax.scatter(points[member, 0], points[member, 1], s=14, color=colours[k % len(colours)],
+                   marker=markers[(k // len(colours)) % len(markers)], label=name, alpha=0.8)
+    if len(names) <= LEGEND_MAX:
+        ax.legend(fontsize=7, markerscale=1.2, loc="best")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
