@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,11 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     if p.stat().st_size == 0:
         raise ImageReadError(f"{p}: empty file")
     try:
-        with Image.open(p) as im:
+        with warnings.catch_warnings():
+            # We refuse oversized images ourselves (below), with a message that says so.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(p)
+        with im:
             w, h = im.size
             if w * h > MAX_PIXELS:
                 raise ImageReadError(
@@ -43,6 +48,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
             arr = _pil_to_array(im)
     except ImageReadError:
         raise
+    except Image.DecompressionBombError as exc:  # header claims a gigantic image
+        raise ImageReadError(f"{p}: image too large to decode safely ({exc})") from None
     except UnidentifiedImageError:
         raise ImageReadError(f"{p}: not a readable image") from None
     except (OSError, ValueError, SyntaxError) as exc:  # truncated or corrupt data

@@ -51,12 +51,15 @@ class FrameAnalysis:
 
     def observation(self, timestamp: float, reference: np.ndarray, index: int | None = None) -> FrameObservation:
         """The challenge engine's view of this frame (identity distance to ``reference``)."""
-        d = len(self.faces)
+        if not self.faces:
+            empty = np.zeros((0, 0), np.float32)
+            return frame_observation(timestamp, np.zeros((0, 4)), empty,
+                                     np.zeros((0, len(self.classes)), np.float32), self.classes, reference, index)
         return frame_observation(
             timestamp,
-            np.array([f.box for f in self.faces], np.float64).reshape(d, 4),
-            np.array([f.embedding for f in self.faces], np.float32).reshape(d, -1),
-            np.array([f.expressions for f in self.faces], np.float32).reshape(d, len(self.classes)),
+            np.array([f.box for f in self.faces], np.float64),
+            np.array([f.embedding for f in self.faces], np.float32),
+            np.array([f.expressions for f in self.faces], np.float32),
             self.classes,
             reference,
             index,

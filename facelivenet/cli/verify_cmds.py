@@ -103,6 +103,9 @@ def verify_video(clip, model_path, gallery_path, identity, ref_image, token, cha
                            show_pos=True) if show else _NoBar() as bar:
         result = verify_clip(clip, analyzer, reference, offline.challenge, settings, stride=stride,
                              on_frames=bar.update)
+    if result.frames_analysed and not any(a.faces for a in result.analyses):
+        # Unusable input rather than a liveness decision; the token is not spent on it.
+        raise CliError(f"{clip}: no face found in any of its {result.frames_analysed} analysed frames")
     decision = result.decision
     reused = offline.consume(nonces)
     if reused is not None:  # another verification used the token while this clip was analysed
