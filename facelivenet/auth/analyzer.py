@@ -19,6 +19,13 @@ from facelivenet.auth.observe import frame_observation
 from facelivenet.preprocess import to_rgb
 
 
+#: Longest side of the frame the detector sees by default. A person authenticating faces
+#: the camera, so the face is large; detecting on a 640x480 frame halved is ~4x faster
+#: and still finds faces from 40 px (min face 20 at half scale) with boxes within a few
+#: pixels. Alignment always cuts from the full-resolution frame.
+DETECT_MAX_SIDE = 320
+
+
 @dataclass(frozen=True)
 class FaceResult:
     """One face of a frame.
@@ -80,7 +87,7 @@ class FrameAnalyzer:
     """
 
     def __init__(self, model: Any, detector: Any = None, align: Callable[..., np.ndarray] | None = None,
-                 *, detect_max_side: int | None = 640, min_score: float = 0.9):
+                 *, detect_max_side: int | None = DETECT_MAX_SIDE, min_score: float = 0.9):
         if detector is None or align is None:
             from facelivenet.detect import FaceDetector, align_face
 
