@@ -23,7 +23,10 @@ import numpy as np  # noqa: E402
 
 from facelivenet.api import load_model, new_model  # noqa: E402
 from facelivenet.config import NetworkConfig  # noqa: E402
-from facelivenet.export import FORMATS, artefact_size, check_parity, export, load_face_dir, load_runner  # noqa: E402
+from facelivenet.export import (  # noqa: E402
+    DETECTOR_STAGES, FORMATS, artefact_size, check_parity, export, export_detector, load_face_dir, load_runner,
+    stage_inputs,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,6 +75,17 @@ def main() -> None:
             print(f"{fmt:<12} {artefact_size(out) / 1e6:8.1f} {ms_per_face(run, faces):8.1f} "
                   f"{p.max_abs_embedding_diff:10.2e} {p.min_cosine:9.5f} {p.argmax_agreement:7.1%}"
                   f"{'' if p.ok else '  (below bounds)'}")
+
+        print("\ndetector stages (ms per input: P-Net on a 160x160 crop, R-Net 24x24, O-Net 48x48)")
+        print(f"{'format':<12} {'stage':<5} {'size MB':>8} {'ms/input':>9} {'max|Δ|':>9} {'agree':>7}")
+        crops = load_face_dir(args.faces, 160, 64)
+        for fmt in args.formats.split(","):
+            results = export_detector(fmt, Path(tmp) / f"det_{fmt}", faces=crops, calibrate=fmt == "tflite-int8")
+            for stage, (path, p) in results.items():
+                run = load_runner(fmt, path, DETECTOR_STAGES[stage][1])
+                print(f"{fmt:<12} {stage:<5} {artefact_size(path) / 1e6:8.2f} "
+                      f"{ms_per_face(run, stage_inputs(stage, crops)):9.2f} {max(p.max_abs_diff.values()):9.1e} "
+                      f"{p.decision_agreement:7.1%}{'' if p.ok else '  (below bounds)'}")
 
 
 if __name__ == "__main__":

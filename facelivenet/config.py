@@ -9,7 +9,7 @@ saved ``.keras`` file (see :mod:`facelivenet.models.io`).
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from facelivenet.errors import ConfigError

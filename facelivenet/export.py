@@ -22,7 +22,7 @@ import shutil
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -48,7 +48,9 @@ PARITY_BOUNDS: dict[str, tuple[float, float]] = {
     "tflite-int8": (0.98, 0.9),
 }
 
-Runner = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+Runner = Callable[[np.ndarray], tuple[np.ndarray, ...]]
+#: Output names of the exported face network, in the order runners return them.
+NETWORK_OUTPUTS = ("embedding", "expression_probs")
 
 
 class ExportError(FaceLiveNetError):
@@ -92,12 +94,11 @@ def _serving_function(network: FaceLiveNet):
     return infer, serve
 
 
-def export_savedmodel(network: FaceLiveNet, out_dir: str | os.PathLike) -> Path:
-    """Write a SavedModel directory (replaced atomically if it exists)."""
+def _write_savedmodel(serve, out_dir: str | os.PathLike) -> Path:
+    """Write the tf.function ``serve`` as a SavedModel directory (replaced atomically)."""
     import keras
 
     out = Path(out_dir)
-    _, serve = _serving_function(network)
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     archive = keras.export.ExportArchive()
@@ -114,26 +115,25 @@ def export_savedmodel(network: FaceLiveNet, out_dir: str | os.PathLike) -> Path:
     return out
 
 
-def export_tflite(
-    network: FaceLiveNet, out_path: str | os.PathLike, *, calibration: np.ndarray | None = None
-) -> Path:
-    """Write a TFLite flatbuffer; int8-quantised when ``calibration`` faces are given.
+def _write_tflite(serve, out_path: str | os.PathLike, calibration: Sequence[np.ndarray] | None = None) -> Path:
+    """Write ``serve`` as a TFLite flatbuffer; int8-quantised when ``calibration`` is given.
 
     Args:
-        calibration: (N, S, S, 3) uint8 real face crops for the representative dataset.
+        calibration: uint8 input batches (each (1, ...) like the signature's input) for
+            the representative dataset.
     """
     import tempfile
 
     import tensorflow as tf
 
     with tempfile.TemporaryDirectory() as tmp:
-        sm = export_savedmodel(network, Path(tmp) / "sm")
+        sm = _write_savedmodel(serve, Path(tmp) / "sm")
         converter = tf.lite.TFLiteConverter.from_saved_model(str(sm), signature_keys=[SIGNATURE])
         if calibration is not None:
             if len(calibration) == 0:
                 raise InputError("int8 calibration needs at least one face crop")
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            converter.representative_dataset = lambda: ([calibration[i : i + 1]] for i in range(len(calibration)))
+            converter.representative_dataset = lambda: ([x] for x in calibration)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             flatbuffer = converter.convert()
@@ -142,66 +142,79 @@ def export_tflite(
     return Path(out_path)
 
 
-def export_onnx(network: FaceLiveNet, out_path: str | os.PathLike, opset: int = 17) -> Path:
-    """Write an ONNX model with tf2onnx (``pip install facelivenet[export]``)."""
+def _write_onnx(serve, out_path: str | os.PathLike, opset: int = 17) -> Path:
+    """Write ``serve`` as ONNX with tf2onnx (``pip install facelivenet[export]``)."""
     try:
         import tf2onnx
     except ImportError:
         raise ExportError("ONNX export needs tf2onnx and onnxruntime: pip install -e '.[export]'") from None
-    _, serve = _serving_function(network)
     with atomic_path(out_path) as tmp_path:
-        tf2onnx.convert.from_function(
-            serve, input_signature=serve.input_signature, opset=opset, output_path=str(tmp_path)
-        )
+        tf2onnx.convert.from_function(serve, input_signature=serve.input_signature, opset=opset,
+                                      output_path=str(tmp_path))
     return Path(out_path)
 
 
-def export(network: FaceLiveNet, fmt: str, out: str | os.PathLike, *, calibration: np.ndarray | None = None) -> Path:
-    """Export ``network`` in format ``fmt`` (one of :data:`FORMATS`) to ``out``."""
+def _write(serve, fmt: str, out: str | os.PathLike, calibration: Sequence[np.ndarray] | None = None) -> Path:
     if fmt == "savedmodel":
-        return export_savedmodel(network, out)
+        return _write_savedmodel(serve, out)
     if fmt == "tflite":
-        return export_tflite(network, out)
+        return _write_tflite(serve, out)
     if fmt == "tflite-int8":
         if calibration is None:
             raise InputError("tflite-int8 needs real face crops for calibration (--calibration DIR)")
-        return export_tflite(network, out, calibration=calibration)
+        return _write_tflite(serve, out, calibration)
     if fmt == "onnx":
-        return export_onnx(network, out)
+        return _write_onnx(serve, out)
     raise InputError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+
+
+def export(network: FaceLiveNet, fmt: str, out: str | os.PathLike, *, calibration: np.ndarray | None = None) -> Path:
+    """Export ``network`` in format ``fmt`` (one of :data:`FORMATS`) to ``out``.
+
+    Args:
+        calibration: (N, S, S, 3) uint8 real face crops (required for ``tflite-int8``).
+    """
+    _, serve = _serving_function(network)
+    batches = None if calibration is None else [calibration[i : i + 1] for i in range(len(calibration))]
+    return _write(serve, fmt, out, batches)
 
 
 # --- running exported artefacts ------------------------------------------------------------
 
 
-def load_runner(fmt: str, path: str | os.PathLike) -> Runner:
-    """A function ``faces -> (embeddings, probabilities)`` running an exported artefact."""
+def load_runner(fmt: str, path: str | os.PathLike, outputs: Sequence[str] = NETWORK_OUTPUTS) -> Runner:
+    """A function ``inputs -> tuple of named outputs`` running an exported artefact.
+
+    ``outputs`` names the outputs to return, in order (default: the face network's).
+    """
+    outputs = tuple(outputs)
     if fmt == "savedmodel":
         import tensorflow as tf
 
         fn = tf.saved_model.load(str(path)).signatures[SIGNATURE]
+        (input_name,) = fn.structured_input_signature[1].keys()
 
         def run_sm(x):
-            out = fn(image=tf.constant(x, tf.uint8))
-            return out["embedding"].numpy(), out["expression_probs"].numpy()
+            out = fn(**{input_name: tf.constant(x, tf.uint8)})
+            return tuple(out[k].numpy() for k in outputs)
 
         return run_sm
     if fmt in ("tflite", "tflite-int8"):
-        return _tflite_runner(path)
+        return _tflite_runner(path, outputs)
     if fmt == "onnx":
         import onnxruntime as ort
 
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        input_name = sess.get_inputs()[0].name
 
         def run_onnx(x):
-            emb, probs = sess.run(["embedding", "expression_probs"], {"image": x})
-            return emb, probs
+            return tuple(sess.run(list(outputs), {input_name: x}))
 
         return run_onnx
     raise InputError(f"unknown export format {fmt!r}")
 
 
-def _tflite_runner(path) -> Runner:
+def _tflite_runner(path, outputs: tuple[str, ...]) -> Runner:
     try:  # LiteRT is the maintained interpreter; tf.lite.Interpreter is deprecated.
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
@@ -212,16 +225,12 @@ def _tflite_runner(path) -> Runner:
         warnings.simplefilter("ignore")
         interp = Interpreter(model_path=str(path))
     runner = interp.get_signature_runner(SIGNATURE)
+    (input_name,) = runner.get_input_details().keys()
 
     def run_tflite(x):
-        # The flatbuffer is traced for one batch shape at a time; run face by face
-        # (what a phone does) to keep one allocation.
-        embs, probs = [], []
-        for face in x:
-            out = runner(image=face[None])
-            embs.append(out["embedding"])
-            probs.append(out["expression_probs"])
-        return np.concatenate(embs), np.concatenate(probs)
+        # Run item by item (what a phone does): one allocation per input shape.
+        parts = [runner(**{input_name: item[None]}) for item in x]
+        return tuple(np.concatenate([p[k] for p in parts]) for k in outputs)
 
     return run_tflite
 
@@ -280,3 +289,131 @@ def load_face_dir(folder: str | os.PathLike, size: int, limit: int | None = None
         raise InputError(f"{root}: no readable face images")
     return prepare_faces(faces, size)
 
+
+
+# --- the detector's three stages ---------------------------------------------------------
+
+#: MTCNN stages: input side (None: any size) and output names, in runner order.
+DETECTOR_STAGES: dict[str, tuple[int | None, tuple[str, ...]]] = {
+    "pnet": (None, ("offsets", "probabilities")),
+    "rnet": (24, ("offsets", "probabilities")),
+    "onet": (48, ("offsets", "landmarks", "probabilities")),
+}
+#: Detector parity bounds per format: (max |difference| of any output value, min share
+#: of clear face/non-face decisions that agree, see :func:`decision_agreement`). Float
+#: formats match to ~1e-6; int8 moves values by a few percent of their range.
+DETECTOR_BOUNDS: dict[str, tuple[float, float]] = {
+    "savedmodel": (1e-4, 1.0),
+    "tflite": (1e-4, 1.0),
+    "onnx": (1e-4, 1.0),
+    "tflite-int8": (float("inf"), 0.9),
+}
+
+
+@dataclass(frozen=True)
+class StageParity:
+    """Agreement of one exported detector stage with ours on the same inputs."""
+
+    stage: str
+    format: str
+    inputs: int
+    max_abs_diff: dict[str, float]
+    decision_agreement: float
+    bound_abs_diff: float
+    bound_agreement: float
+
+    @property
+    def ok(self) -> bool:
+        return (max(self.max_abs_diff.values()) <= self.bound_abs_diff
+                and self.decision_agreement >= self.bound_agreement)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "ok": self.ok}
+
+
+def _stage_serving(stage: str):
+    """(keras model with the pretrained weights, tf.function ``serve(image uint8) -> dict``)."""
+    import tensorflow as tf
+
+    from facelivenet.detect.networks import load_network, normalize
+
+    net = load_network(stage)
+    side, names = DETECTOR_STAGES[stage]
+
+    @tf.function(input_signature=[tf.TensorSpec([None, side, side, 3], tf.uint8, name="image")])
+    def serve(image):
+        return dict(zip(names, net(normalize(image), training=False)))
+
+    return net, serve
+
+
+def stage_inputs(stage: str, faces: np.ndarray) -> np.ndarray:
+    """Real inputs for a stage from (N, S, S, 3) uint8 face crops. P-Net takes the crops
+    as they are; R-Net and O-Net get the central 70% (about the face box the cascade
+    hands them, without the crop's margin), resized to 24 and 48 px."""
+    import cv2
+
+    side, _ = DETECTOR_STAGES[stage]
+    if side is None:
+        return faces
+    s = faces.shape[1]
+    m = int(round(s * 0.15))
+    return np.stack([cv2.resize(f[m : s - m, m : s - m], (side, side), interpolation=cv2.INTER_AREA)
+                     for f in faces])
+
+
+def decision_agreement(probs_ours: np.ndarray, probs_theirs: np.ndarray, margin: float = 0.1) -> float:
+    """Share of face/non-face decisions that agree, over the inputs (or map cells) that
+    our model decides clearly (face probability at least ``margin`` away from 0.5): a
+    probability of 0.49 against 0.51 is noise, not disagreement. 1.0 when none qualify.
+
+    Args:
+        probs_ours, probs_theirs: (..., 2) softmax outputs (non-face, face).
+    """
+    p = probs_ours[..., 1].ravel()
+    q = probs_theirs[..., 1].ravel()
+    clear = np.abs(p - 0.5) >= margin
+    if not clear.any():
+        return 1.0
+    return float(np.mean((p[clear] > 0.5) == (q[clear] > 0.5)))
+
+
+def export_detector(fmt: str, out_dir: str | os.PathLike, *, faces: np.ndarray,
+                    calibrate: bool = False) -> dict[str, tuple[Path, StageParity]]:
+    """Export P-Net, R-Net and O-Net to ``out_dir/{pnet,rnet,onet}.<ext>`` and check each.
+
+    Args:
+        faces: (N, S, S, 3) uint8 real face crops: the parity inputs, and the int8
+            calibration data when ``calibrate``.
+
+    Returns:
+        stage → (path, parity).
+    """
+    from keras import ops
+
+    from facelivenet.detect.networks import normalize
+
+    ext = {"savedmodel": "savedmodel", "tflite": "tflite", "tflite-int8": "int8.tflite", "onnx": "onnx"}[fmt]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for stage, (_, names) in DETECTOR_STAGES.items():
+        net, serve = _stage_serving(stage)
+        x = stage_inputs(stage, faces)
+        calib = [x[i : i + 1] for i in range(len(x))] if calibrate else None
+        path = _write(serve, fmt, out / f"{stage}.{ext}", calib)
+
+        def ours(batch, net=net):
+            return tuple(ops.convert_to_numpy(t) for t in net(normalize(batch), training=False))
+
+        a, b = ours(x), load_runner(fmt, path, names)(x)
+        probs_a, probs_b = a[-1], b[-1]
+        bound_diff, bound_agree = DETECTOR_BOUNDS[fmt]
+        parity = StageParity(
+            stage=stage, format=fmt, inputs=int(len(x)),
+            max_abs_diff={n: float(np.abs(u - v).max()) for n, u, v in zip(names, a, b)},
+            decision_agreement=decision_agreement(probs_a, probs_b),
+            bound_abs_diff=bound_diff, bound_agreement=bound_agree,
+        )
+        results[stage] = (path, parity)
+    return results

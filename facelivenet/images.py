@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
+import warnings
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from facelivenet.errors import ImageReadError
 from facelivenet.preprocess import to_rgb
+from facelivenet.utils import check_input_file
 
 #: Largest image (in pixels) we decode; bigger files are refused, not half-read.
 MAX_PIXELS = 50_000_000
@@ -22,17 +23,13 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     :class:`ImageReadError` naming the file for a missing, unreadable, empty,
     truncated, non-image or oversized file.
     """
-    p = Path(path)
-    if not p.exists():
-        raise ImageReadError(f"{p}: no such file")
-    if p.is_dir():
-        raise ImageReadError(f"{p}: is a directory, not an image")
-    if not os.access(p, os.R_OK):
-        raise ImageReadError(f"{p}: permission denied")
-    if p.stat().st_size == 0:
-        raise ImageReadError(f"{p}: empty file")
+    p = check_input_file(path, "image", ImageReadError)
     try:
-        with Image.open(p) as im:
+        with warnings.catch_warnings():
+            # We refuse oversized images ourselves (below), with a message that says so.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(p)
+        with im:
             w, h = im.size
             if w * h > MAX_PIXELS:
                 raise ImageReadError(
@@ -43,6 +40,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
             arr = _pil_to_array(im)
     except ImageReadError:
         raise
+    except Image.DecompressionBombError as exc:  # header claims a gigantic image
+        raise ImageReadError(f"{p}: image too large to decode safely ({exc})") from None
     except UnidentifiedImageError:
         raise ImageReadError(f"{p}: not a readable image") from None
     except (OSError, ValueError, SyntaxError) as exc:  # truncated or corrupt data

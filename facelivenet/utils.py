@@ -1,4 +1,4 @@
-"""Small shared helpers: atomic file writes."""
+"""Small shared helpers: input-file checks and atomic file writes."""
 
 from __future__ import annotations
 
@@ -9,6 +9,23 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+
+from facelivenet.errors import InputError
+
+
+def check_input_file(path: str | os.PathLike, kind: str, error: type[InputError] = InputError) -> Path:
+    """``path`` as a Path if it is an existing, readable, non-empty file; else ``error``
+    with a one-line message naming it (``kind`` is what it should be: "image", "video")."""
+    p = Path(path)
+    if not p.exists():
+        raise error(f"{p}: no such file")
+    if p.is_dir():
+        raise error(f"{p}: is a directory, not {'an' if kind[0] in 'aeiou' else 'a'} {kind}")
+    if not os.access(p, os.R_OK):
+        raise error(f"{p}: permission denied")
+    if p.stat().st_size == 0:
+        raise error(f"{p}: empty file")
+    return p
 
 
 @contextlib.contextmanager

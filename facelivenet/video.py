@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from facelivenet.errors import VideoReadError
+from facelivenet.utils import check_input_file
 
 
 @dataclass(frozen=True)
@@ -79,16 +80,8 @@ class VideoSource:
             name = src
             live = True
         else:
-            path = Path(src)
+            path = check_input_file(src, "video", VideoReadError)
             name = str(path)
-            if not path.exists():
-                raise VideoReadError(f"{path}: no such file")
-            if path.is_dir():
-                raise VideoReadError(f"{path}: is a directory, not a video")
-            if not os.access(path, os.R_OK):
-                raise VideoReadError(f"{path}: permission denied")
-            if path.stat().st_size == 0:
-                raise VideoReadError(f"{path}: empty file")
             self._cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
         if not self._cap.isOpened():
             raise VideoReadError(f"{name}: cannot open as a video (corrupt, truncated or not a video)")

@@ -98,3 +98,39 @@ def test_int8_export_keeps_embeddings_close(tiny_model, faces, tmp_path):
     assert out.stat().st_size < float_size / 3  # int8 weights
     parity = check_parity("tflite-int8", _ours(tiny_model), load_runner("tflite-int8", out), faces)
     assert parity.min_cosine >= PARITY_BOUNDS["tflite-int8"][0]
+
+
+def test_export_detector_stages_tflite(tmp_path):
+    out = tmp_path / "detector"
+    res = _runner().invoke(cli, ["export", "--detector", "--format", "tflite", "--out", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.stdout)
+    assert set(d["stages"]) == {"pnet", "rnet", "onet"}
+    assert set(d["stages"]["onet"]["parity"]["max_abs_diff"]) == {"offsets", "landmarks", "probabilities"}
+    for stage, info in d["stages"].items():
+        assert info["parity"]["ok"], stage
+        assert max(info["parity"]["max_abs_diff"].values()) < 1e-4
+        assert Path(info["path"]).stat().st_size == info["bytes"] > 10_000
+
+
+def test_decision_agreement_ignores_undecided_inputs():
+    from facelivenet.export import decision_agreement
+
+    ours = np.array([[0.49, 0.51], [0.1, 0.9], [0.95, 0.05], [0.2, 0.8]])
+    theirs = np.array([[0.52, 0.48], [0.3, 0.7], [0.9, 0.1], [0.6, 0.4]])
+    # The first is undecided (0.51) and ignored; of the other three, the last disagrees.
+    assert decision_agreement(ours, theirs) == pytest.approx(2 / 3)
+    assert decision_agreement(ours[:1], theirs[:1]) == 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["onnx", "tflite-int8"])
+def test_export_detector_other_formats(fmt, faces, tmp_path):
+    from facelivenet.export import export_detector
+
+    if fmt == "onnx":
+        pytest.importorskip("tf2onnx")
+    crops = load_face_dir(PARITY_FACES, 160)
+    results = export_detector(fmt, tmp_path / "det", faces=crops, calibrate=fmt == "tflite-int8")
+    for stage, (path, parity) in results.items():
+        assert path.exists() and parity.ok, (stage, parity)

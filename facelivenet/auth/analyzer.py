@@ -19,6 +19,13 @@ from facelivenet.auth.observe import frame_observation
 from facelivenet.preprocess import to_rgb
 
 
+#: Longest side of the frame the detector sees by default. A person authenticating faces
+#: the camera, so the face is large; detecting on a 640x480 frame halved is ~4x faster
+#: and still finds faces from 40 px (min face 20 at half scale) with boxes within a few
+#: pixels. Alignment always cuts from the full-resolution frame.
+DETECT_MAX_SIDE = 320
+
+
 @dataclass(frozen=True)
 class FaceResult:
     """One face of a frame.
@@ -51,12 +58,15 @@ class FrameAnalysis:
 
     def observation(self, timestamp: float, reference: np.ndarray, index: int | None = None) -> FrameObservation:
         """The challenge engine's view of this frame (identity distance to ``reference``)."""
-        d = len(self.faces)
+        if not self.faces:
+            empty = np.zeros((0, 0), np.float32)
+            return frame_observation(timestamp, np.zeros((0, 4)), empty,
+                                     np.zeros((0, len(self.classes)), np.float32), self.classes, reference, index)
         return frame_observation(
             timestamp,
-            np.array([f.box for f in self.faces], np.float64).reshape(d, 4),
-            np.array([f.embedding for f in self.faces], np.float32).reshape(d, -1),
-            np.array([f.expressions for f in self.faces], np.float32).reshape(d, len(self.classes)),
+            np.array([f.box for f in self.faces], np.float64),
+            np.array([f.embedding for f in self.faces], np.float32),
+            np.array([f.expressions for f in self.faces], np.float32),
             self.classes,
             reference,
             index,
@@ -77,7 +87,7 @@ class FrameAnalyzer:
     """
 
     def __init__(self, model: Any, detector: Any = None, align: Callable[..., np.ndarray] | None = None,
-                 *, detect_max_side: int | None = 640, min_score: float = 0.9):
+                 *, detect_max_side: int | None = DETECT_MAX_SIDE, min_score: float = 0.9):
         if detector is None or align is None:
             from facelivenet.detect import FaceDetector, align_face
 

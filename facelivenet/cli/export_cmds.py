@@ -26,9 +26,12 @@ DEFAULT_PARITY_FACES = MODELS_DIR.parent / "data" / "parity-faces"
               help="Directory of real face crops for the parity check. Default: data/parity-faces.")
 @click.option("--max-faces", type=click.IntRange(1), default=200, show_default=True,
               help="At most this many crops are read for calibration and for parity.")
+@click.option("--detector", is_flag=True,
+              help="Export the face detector's three stages (MTCNN P-Net, R-Net, O-Net) into the "
+                   "directory OUT instead of the network.")
 @click.option("--force", is_flag=True, help="Overwrite OUT if it exists.")
 @json_option
-def export_cmd(model_path, fmt, out, calibration, faces, max_faces, force, as_json):
+def export_cmd(model_path, fmt, out, calibration, faces, max_faces, detector, force, as_json):
     """Export the network (embedding + expression probabilities) for phones and serving.
 
     The exported model takes a uint8 RGB batch named `image` (N x S x S x 3, S the
@@ -37,6 +40,11 @@ def export_cmd(model_path, fmt, out, calibration, faces, max_faces, force, as_js
     difference, the cosine similarity and the expression-argmax agreement are printed,
     and the export is refused (deleted, exit 2) below the bounds: cosine >= 0.9999 and
     100% agreement for float formats, cosine >= 0.98 and 90% agreement for int8.
+
+    With --detector, OUT is a directory that receives pnet/rnet/onet in the format,
+    each taking uint8 RGB input `image` (P-Net any size, R-Net 24x24, O-Net 48x48)
+    and checked the same way (float: every output within 1e-4; int8: 90% of clear
+    face/non-face decisions agree).
     """
     from facelivenet.api import load_model
     from facelivenet.export import (
@@ -54,6 +62,9 @@ def export_cmd(model_path, fmt, out, calibration, faces, max_faces, force, as_js
         raise CliError("tflite-int8 needs --calibration DIR with real face crops")
     if fmt != "tflite-int8" and calibration:
         raise CliError("--calibration is only used by --format tflite-int8")
+    if detector:
+        _export_detector(fmt, out_path, calibration, faces, max_faces, as_json)
+        return
     model = load_model(model_path)
     size = model.image_size
     calib = load_face_dir(calibration, size, max_faces) if calibration else None
@@ -83,6 +94,38 @@ def export_cmd(model_path, fmt, out, calibration, faces, max_faces, force, as_js
             failed.append(f"expression argmax agreement {parity.argmax_agreement:.1%} < {parity.bound_agreement:.0%}")
         raise CliError(f"export refused, parity below bounds ({'; '.join(failed)}); {out_path} removed")
     emit(report, as_json, _text)
+
+
+def _export_detector(fmt, out_path, calibration, faces, max_faces, as_json):
+    from facelivenet.export import artefact_size, export_detector, load_face_dir
+
+    size = 160  # P-Net runs on crops of any size; R/O-Net inputs are resized from these
+    crops = load_face_dir(calibration or faces or DEFAULT_PARITY_FACES, size, max_faces)
+    click.echo(f"exporting the detector's stages as {fmt} to {out_path}/ ...", err=True)
+    results = export_detector(fmt, out_path, faces=crops, calibrate=fmt == "tflite-int8")
+    report = {
+        "format": fmt,
+        "out": str(out_path),
+        "stages": {
+            stage: {"path": str(path), "bytes": artefact_size(path), "parity": parity.to_dict()}
+            for stage, (path, parity) in results.items()
+        },
+    }
+    bad = [stage for stage, (_, parity) in results.items() if not parity.ok]
+    if bad:
+        shutil.rmtree(out_path, ignore_errors=True)
+        raise CliError(f"export refused, parity below bounds for {', '.join(bad)}; {out_path} removed")
+    emit(report, as_json, _detector_text)
+
+
+def _detector_text(r: dict) -> str:
+    lines = [f"wrote the detector's stages to {r['out']} ({r['format']})"]
+    for stage, d in r["stages"].items():
+        p = d["parity"]
+        diffs = ", ".join(f"{k} {v:.1e}" for k, v in p["max_abs_diff"].items())
+        lines.append(f"  {stage}: {d['bytes'] / 1e6:.2f} MB; max |Δ| {diffs}; "
+                     f"decisions agree {p['decision_agreement']:.1%} on {p['inputs']} inputs")
+    return "\n".join(lines)
 
 
 def _analyze_pair(model, faces):

@@ -14,6 +14,17 @@ from facelivenet.cli.common import (
 )
 
 
+def detect_size_option(func):
+    """``--detect-size N``: longest side of the frame the detector sees (0 = full size)."""
+    from facelivenet.auth.analyzer import DETECT_MAX_SIDE
+
+    return click.option(
+        "--detect-size", type=click.IntRange(0), default=DETECT_MAX_SIDE, show_default=True,
+        help="Detect faces on the frame downscaled to this longest side (faster; boxes are mapped "
+             "back and faces cut from the full frame). 0 = full resolution, for small faces.",
+    )(func)
+
+
 def reference_options(func):
     """``--gallery F --identity NAME`` or ``--ref IMAGE``: whom the face must match."""
     func = click.option("--ref", "ref_image", type=click.Path(dir_okay=False),
@@ -55,10 +66,11 @@ def load_reference(model, gallery_path, identity, ref_image) -> tuple[np.ndarray
 @click.option("--annotate", type=click.Path(dir_okay=False), help="Write the clip with boxes, bars and state to this .mp4.")
 @click.option("--timeline", type=click.Path(dir_okay=False), help="Write the expression/identity timeline to this .png.")
 @click.option("--trace", "with_trace", is_flag=True, help="Include the per-frame trace in the JSON report.")
+@detect_size_option
 @json_option
 @quiet_option
 def verify_video(clip, model_path, gallery_path, identity, ref_image, token, challenge_spec, key_file, nonce_db,
-                 stride, time_limit, annotate, timeline, with_trace, as_json, quiet):
+                 stride, time_limit, annotate, timeline, with_trace, detect_size, as_json, quiet):
     """Authenticate CLIP: the enrolled person goes from Neutral to the challenged expression(s).
 
     The identity must match the reference on the very frames that show Neutral and
@@ -94,7 +106,7 @@ def verify_video(clip, model_path, gallery_path, identity, ref_image, token, cha
         sys.exit(EXIT_REJECT)
 
     reference, ref_info = load_reference(model, gallery_path, identity, ref_image)
-    analyzer = FrameAnalyzer(model)
+    analyzer = FrameAnalyzer(model, detect_max_side=detect_size or None)
     from facelivenet.video import VideoSource
 
     total = VideoSource(clip).info.frame_count  # validates the clip before the long run
@@ -103,6 +115,9 @@ def verify_video(clip, model_path, gallery_path, identity, ref_image, token, cha
                            show_pos=True) if show else _NoBar() as bar:
         result = verify_clip(clip, analyzer, reference, offline.challenge, settings, stride=stride,
                              on_frames=bar.update)
+    if result.frames_analysed and not any(a.faces for a in result.analyses):
+        # Unusable input rather than a liveness decision; the token is not spent on it.
+        raise CliError(f"{clip}: no face found in any of its {result.frames_analysed} analysed frames")
     decision = result.decision
     reused = offline.consume(nonces)
     if reused is not None:  # another verification used the token while this clip was analysed
@@ -206,8 +221,9 @@ def _write_annotated(path, clip, result, decision, settings, stride):
               help="GPU needs a GPU the backend sees (else an error); CPU hides GPUs.")
 @click.option("--headless", is_flag=True,
               help="No window: print one JSON line per state change on stdout (servers, tests).")
+@detect_size_option
 def realtime(source, model_path, gallery_path, identity, ref_image, expressions, length, time_limit, device,
-             headless):
+             headless, detect_size):
     """Live authentication: issue a random challenge and watch the camera until it is answered.
 
     The window shows the prompt and a countdown, the face box (green when the
@@ -228,7 +244,7 @@ def realtime(source, model_path, gallery_path, identity, ref_image, expressions,
     model = load_model(model_path)
     settings = ChallengeSettings.for_model(model.config, **({"time_limit": time_limit} if time_limit else {}))
     reference, _ = load_reference(model, gallery_path, identity, ref_image)
-    analyzer = FrameAnalyzer(model)
+    analyzer = FrameAnalyzer(model, detect_max_side=detect_size or None)
     src = VideoSource(source)
     window = None
     if not headless:

@@ -1,0 +1,179 @@
+"""Presentation-attack suite on real footage: APCER and BPCER (ISO/IEC 30107-3).
+
+Builds the attacks from ../shared/data/videos and runs each through the offline
+verification pipeline (detector + network + challenge engine) against the enrolled
+reference, then prints per-case decisions and
+
+    APCER = attacks accepted / attacks       (must be 0)
+    BPCER = genuine clips rejected / genuine clips
+
+Attacks: (a) a still photo of the enrolled person, and jittered copies (shifts,
+scaling, brightness); (b) a genuine Surprise clip replayed for a Happy challenge;
+(c) a splice: the enrolled person's Neutral frames, then another person's expression;
+(d) the clip without its Neutral start; (e) two faces in view; (f) tampered, expired
+and reused challenge tokens. Genuine: d18 answering Surprise; d12 and d9 (references
+d12.jpg, d9.jpg) answering the expressions they show.
+
+    .venv/bin/python bench/attacks.py [--model M.keras] [--stride 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from facelivenet.api import load_model  # noqa: E402
+from facelivenet.auth.analyzer import FrameAnalyzer  # noqa: E402
+from facelivenet.auth.challenge import Challenge, ChallengeSettings  # noqa: E402
+from facelivenet.auth.gallery import DetectorCropper, embed_faces  # noqa: E402
+from facelivenet.auth.nonces import NonceStore  # noqa: E402
+from facelivenet.auth.offline import prepare_offline_challenge  # noqa: E402
+from facelivenet.auth.tokens import issue_token  # noqa: E402
+from facelivenet.auth.verify import verify_clip  # noqa: E402
+from facelivenet.video import VideoWriter, read_frames  # noqa: E402
+
+VIDEOS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "videos"
+
+
+@dataclass
+class Case:
+    name: str
+    attack: bool
+    clip: Path | None
+    reference: str  # which reference embedding
+    challenge: tuple[str, ...]
+    token_attack: str | None = None
+
+
+def write(path: Path, frames: list[np.ndarray], fps: float) -> Path:
+    h, w = frames[0].shape[:2]
+    with VideoWriter(path, fps, (w, h)) as out:
+        for f in frames:
+            out.write(f)
+    return path
+
+
+def jitter(img: np.ndarray, n: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """``n`` frames of one still with small shifts, scaling and brightness changes."""
+    h, w = img.shape[:2]
+    out = []
+    for _ in range(n):
+        s = rng.uniform(0.97, 1.03)
+        m = cv2.getRotationMatrix2D((w / 2, h / 2), rng.uniform(-2, 2), s)
+        m[:, 2] += rng.uniform(-6, 6, 2)
+        f = cv2.warpAffine(img, m, (w, h), borderMode=cv2.BORDER_REFLECT)
+        out.append(np.clip(f.astype(np.float32) * rng.uniform(0.85, 1.15), 0, 255).astype(np.uint8))
+    return out
+
+
+def build_cases(tmp: Path) -> list[Case]:
+    rng = np.random.default_rng(0)
+    info18, d18 = read_frames(VIDEOS / "d18.mp4")
+    fps = info18.fps
+    frames18 = [f.image for f in d18]
+    _, d12 = read_frames(VIDEOS / "d12.mp4")
+    frames12 = [cv2.resize(f.image, (480, 480)) for f in d12]
+    _, d20 = read_frames(VIDEOS / "d20.mp4")
+    frames20 = [f.image for f in d20]
+    still = frames18[0]
+    cases = [
+        Case("genuine d18: surprise", False, VIDEOS / "d18.mp4", "d18", ("surprise",)),
+        Case("genuine d12: surprise", False, VIDEOS / "d12.mp4", "d12", ("surprise",)),
+        Case("genuine d9: happy", False, VIDEOS / "d9.mp4", "d9", ("happy",)),
+        Case("(a) still photo", True, write(tmp / "still.mp4", [still] * 90, fps), "d18", ("surprise",)),
+        Case("(a) still photo, jittered", True, write(tmp / "jitter.mp4", jitter(still, 90, rng), fps), "d18",
+             ("surprise",)),
+        Case("(a) still photo, jittered (happy)", True, write(tmp / "jitter_h.mp4", jitter(still, 90, rng), fps),
+             "d18", ("happy",)),
+        Case("(b) surprise clip replayed for happy", True, VIDEOS / "d18.mp4", "d18", ("happy",)),
+        Case("(c) splice: d18 neutral + d12 expression", True,
+             write(tmp / "splice.mp4", frames18[:60] + frames12[40:], fps), "d18", ("surprise",)),
+        Case("(d) no neutral start", True, write(tmp / "no_neutral.mp4", frames18[75:150], fps), "d18",
+             ("surprise",)),
+        Case("(e) two faces in view", True,
+             write(tmp / "two.mp4", [np.concatenate([a, b], axis=1) for a, b in zip(frames18, frames20)], fps),
+             "d18", ("surprise",)),
+    ]
+    for attack in ("tampered", "expired", "reused"):
+        cases.append(Case(f"(f) {attack} token", True, VIDEOS / "d18.mp4", "d18", ("surprise",), attack))
+    return cases
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model")
+    ap.add_argument("--stride", type=int, default=1)
+    args = ap.parse_args()
+    if not VIDEOS.is_dir():
+        raise SystemExit(f"{VIDEOS}: the shared videos are needed for the attack suite")
+
+    model = load_model(args.model)
+    analyzer = FrameAnalyzer(model)
+    settings = ChallengeSettings.for_model(model.config)
+    cropper = DetectorCropper.for_model(model.config)
+    first18 = read_frames(VIDEOS / "d18.mp4", max_frames=1)[1][0].image
+    refs = {
+        "d18": embed_faces(model, [first18], cropper),
+        "d12": embed_faces(model, [str(VIDEOS / "d12.jpg")], cropper),
+        "d9": embed_faces(model, [str(VIDEOS / "d9.jpg")], cropper),
+    }
+    key = os.urandom(32)
+    print(f"model {model.source}; identity threshold {settings.identity_threshold}, "
+          f"expression threshold {settings.expression_threshold}")
+    with tempfile.TemporaryDirectory() as tmp:
+        nonces = NonceStore(Path(tmp) / "nonces.sqlite3")
+        cases = build_cases(Path(tmp))
+        rows = []
+        for case in cases:
+            t = time.perf_counter()
+            if case.token_attack:
+                accepted, why = token_case(case, key, nonces, settings, analyzer, refs)
+            else:
+                r = verify_clip(case.clip, analyzer, refs[case.reference],
+                                Challenge.for_clip(case.challenge, settings.time_limit), settings,
+                                stride=args.stride)
+                accepted, why = r.decision.accepted, ", ".join(r.decision.codes)
+            rows.append((case, accepted))
+            verdict = "ACCEPT" if accepted else "reject"
+            print(f"  {'attack ' if case.attack else 'genuine'} {case.name:<42} {verdict:<7} {why} "
+                  f"({time.perf_counter() - t:.1f} s)")
+    attacks = [a for c, a in rows if c.attack]
+    genuine = [a for c, a in rows if not c.attack]
+    apcer = sum(attacks) / len(attacks)
+    bpcer = sum(1 for a in genuine if not a) / len(genuine)
+    print(f"\nAPCER {apcer:.3f} ({sum(attacks)}/{len(attacks)} attacks accepted); "
+          f"BPCER {bpcer:.3f} ({sum(1 for a in genuine if not a)}/{len(genuine)} genuine clips rejected)")
+
+
+def token_case(case: Case, key: bytes, nonces: NonceStore, settings, analyzer, refs) -> tuple[bool, str]:
+    """A genuine clip presented with a bad token: the token decides before any frame."""
+    if case.token_attack == "expired":
+        token, _ = issue_token(key, case.challenge, 1, 60, clock=lambda: time.time() - 3600)
+    else:
+        token, _ = issue_token(key, case.challenge, 1, 60)
+    if case.token_attack == "tampered":
+        token = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
+    if case.token_attack == "reused":
+        first = prepare_offline_challenge(token=token, settings=settings, key=key, nonces=nonces)
+        first.consume(nonces)
+    offline = prepare_offline_challenge(token=token, settings=settings, key=key, nonces=nonces)
+    if offline.rejection is not None:
+        return False, offline.rejection.code
+    r = verify_clip(case.clip, analyzer, refs[case.reference], offline.challenge, settings)
+    reused = offline.consume(nonces)
+    if reused is not None:
+        return False, reused.code
+    return r.decision.accepted, ", ".join(r.decision.codes)
+
+
+if __name__ == "__main__":
+    main()
