@@ -8,12 +8,15 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from facelivenet.cli import cli
-from facelivenet.errors import DatasetError, FileFormatError
+from facelivenet.errors import DatasetError, FaceLiveNetError, FileFormatError
 from facelivenet.eval.auth import (
-    CELLS, AuthSample, evaluate_auth, fused_score, make_auth_protocol, read_protocol, write_protocol,
+    CELLS, AuthSample, evaluate_auth, fused_score, make_auth_protocol, parse_protocol, read_protocol,
+    write_protocol,
 )
 
 from conftest import shared_data
@@ -95,12 +98,29 @@ HEADER = "probe,reference,same_id,required_expression,probe_expression\n"
     (HEADER + "a.png,b.png,true,happy\n", r"bad.csv:2: expected 5 fields, got 4"),
     (HEADER + "a.png,,true,happy,happy\n", r"bad.csv:2: empty reference"),
     ("# only a comment\n", r"bad.csv: no header line"),
+    (HEADER + '"a.png,b.png,true,happy,happy\n', r"bad.csv:2: malformed CSV line"),
     (HEADER, r"bad.csv: no samples"),
 ])
 def test_protocol_parser_errors_name_the_line(tmp_path, text, message):
     (tmp_path / "bad.csv").write_text(text)
     with pytest.raises(FileFormatError, match=message):
         read_protocol(tmp_path / "bad.csv")
+
+
+_cell = st.one_of(st.sampled_from(["a.png", "b.png", "true", "false", "happy", "", '"', "#", "x,y"]),
+                  st.text(max_size=6))
+_row = st.lists(_cell, max_size=6).map(",".join)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_row, max_size=6).map(lambda rows: "\n".join([HEADER.strip(), *rows])) | st.text(max_size=120))
+def test_protocol_parser_total(text):
+    try:
+        samples = parse_protocol(text, "fuzz.csv")
+    except FaceLiveNetError as exc:
+        assert "fuzz.csv" in str(exc) and "\n" not in str(exc).strip()
+        return
+    assert samples and all(isinstance(s.same_id, bool) and s.probe and s.reference for s in samples)
 
 
 def test_fused_score_is_the_fused_decision():

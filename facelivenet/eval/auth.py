@@ -206,12 +206,7 @@ _BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no"
 
 
 def read_protocol(path: str | os.PathLike) -> list[AuthSample]:
-    """Parse a protocol CSV (``#`` lines are comments); relative paths are taken from the CSV's folder.
-
-    Raises:
-        FileFormatError: missing file or columns, a bad ``same_id`` value, an empty
-            field; the message names file and line.
-    """
+    """Read a protocol CSV; relative image paths are taken from the CSV's folder (see :func:`parse_protocol`)."""
     p = Path(path)
     try:
         text = p.read_text()
@@ -219,36 +214,54 @@ def read_protocol(path: str | os.PathLike) -> list[AuthSample]:
         raise FileFormatError(f"{p}: no such protocol file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise FileFormatError(f"{p}: unreadable protocol file ({exc})") from None
+    return parse_protocol(text, str(p), p.parent)
+
+
+def parse_protocol(text: str, source: str = "<protocol>", base: str | os.PathLike = ".") -> list[AuthSample]:
+    """Parse protocol CSV text (``#`` lines are comments); relative paths are joined to ``base``.
+
+    Raises:
+        FileFormatError: missing columns, a bad ``same_id`` value, an empty field, a
+            malformed CSV line; the message names ``source`` and the line.
+    """
     rows = [(n, line) for n, line in enumerate(text.splitlines(), start=1)
             if line.strip() and not line.lstrip().startswith("#")]
     if not rows:
-        raise FileFormatError(f"{p}: no header line (expected columns {', '.join(REQUIRED_COLUMNS)})")
+        raise FileFormatError(f"{source}: no header line (expected columns {', '.join(REQUIRED_COLUMNS)})")
     n0, head = rows[0]
-    header = [h.strip() for h in next(csv.reader([head]))]
+    header = [h.strip() for h in _csv_fields(head, f"{source}:{n0}")]
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
-        raise FileFormatError(f"{p}:{n0}: missing column(s) {', '.join(missing)} in the header")
+        raise FileFormatError(f"{source}:{n0}: missing column(s) {', '.join(missing)} in the header")
     col = {name: header.index(name) for name in header}
+    base = Path(base)
     samples = []
     for n, line in rows[1:]:
-        fields = next(csv.reader([line]))
+        fields = _csv_fields(line, f"{source}:{n}")
         if len(fields) != len(header):
-            raise FileFormatError(f"{p}:{n}: expected {len(header)} fields, got {len(fields)}")
+            raise FileFormatError(f"{source}:{n}: expected {len(header)} fields, got {len(fields)}")
         get = {name: fields[i].strip() for name, i in col.items()}
         for name in REQUIRED_COLUMNS:
             if not get[name]:
-                raise FileFormatError(f"{p}:{n}: empty {name}")
+                raise FileFormatError(f"{source}:{n}: empty {name}")
         same = _BOOLS.get(get["same_id"].lower())
         if same is None:
-            raise FileFormatError(f"{p}:{n}: same_id must be true or false, got {get['same_id']!r}")
+            raise FileFormatError(f"{source}:{n}: same_id must be true or false, got {get['same_id']!r}")
         samples.append(AuthSample(
-            str(p.parent / get["probe"]), str(p.parent / get["reference"]), same,
+            str(base / get["probe"]), str(base / get["reference"]), same,
             get["required_expression"], get["probe_expression"],
             get.get("probe_subject", ""), get.get("reference_subject", ""),
         ))
     if not samples:
-        raise FileFormatError(f"{p}: no samples after the header")
+        raise FileFormatError(f"{source}: no samples after the header")
     return samples
+
+
+def _csv_fields(line: str, where: str) -> list[str]:
+    try:
+        return next(csv.reader([line], strict=True))
+    except (csv.Error, StopIteration) as exc:
+        raise FileFormatError(f"{where}: malformed CSV line ({exc})") from None
 
 
 # --- evaluation ------------------------------------------------------------------------------
