@@ -85,7 +85,7 @@ def test_csv_round_trip(tmp_path):
     back = read_protocol(out)
     assert [(Path(s.probe).resolve(), s.same_id, s.cell) for s in back] == \
            [(Path(s.probe).resolve(), s.same_id, s.cell) for s in proto.samples]
-    with pytest.raises(FileFormatError, match="no such protocol"):
+    with pytest.raises(FileFormatError, match="none.csv: no such file"):
         read_protocol(tmp_path / "none.csv")
 
 

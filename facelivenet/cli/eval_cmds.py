@@ -22,6 +22,14 @@ def _png(path: str | None) -> None:
         raise CliError(f"{path}: plots are written as .png files")
 
 
+def _roc_png(d: dict, path: str, roc, title: str) -> None:
+    """Draw ``roc`` (with ``d``'s AUC and EER) to ``path`` and name the file in ``d``."""
+    from facelivenet.eval.plots import plot_roc
+
+    plot_roc(path, roc.fpr, roc.tpr, auc=d["auc"], eer=d["eer"], title=title)
+    d["roc"] = path
+
+
 def _chunks(label: str, quiet: bool):
     return lambda items, n: progress(items, label=label, length=n, quiet=quiet or n < 2)
 
@@ -55,7 +63,6 @@ def evaluate_verification_cmd(pairs_path, images_dir, model_path, aligned, flip,
     """
     from facelivenet.api import load_model
     from facelivenet.data.pairs import read_pairs
-    from facelivenet.eval.plots import plot_roc
     from facelivenet.eval.verification import evaluate_verification, format_report
 
     _png(roc_path)
@@ -67,9 +74,7 @@ def evaluate_verification_cmd(pairs_path, images_dir, model_path, aligned, flip,
     )
     d = report.to_dict()
     if roc_path:
-        plot_roc(roc_path, report.roc.fpr, report.roc.tpr, auc=report.auc, eer=report.eer.eer,
-                 title=f"Verification ROC: {Path(pairs_path).name}, {d['pairs']} pairs")
-        d["roc"] = roc_path
+        _roc_png(d, roc_path, report.roc, f"Verification ROC: {Path(pairs_path).name}, {d['pairs']} pairs")
     emit(d, as_json, format_report)
 
 
@@ -216,7 +221,6 @@ def evaluate_auth_cmd(protocol_path, model_path, verification_threshold, express
     """
     from facelivenet.api import load_model
     from facelivenet.eval.auth import evaluate_auth, format_report, read_protocol
-    from facelivenet.eval.plots import plot_roc
 
     _png(roc_path)
     samples = read_protocol(protocol_path)
@@ -227,9 +231,7 @@ def evaluate_auth_cmd(protocol_path, model_path, verification_threshold, express
     if roc_path:
         if roc is None:
             raise CliError("the protocol has only genuine or only impostor samples: no ROC to draw")
-        plot_roc(roc_path, roc.fpr, roc.tpr, auc=d["auc"], eer=d["eer"],
-                 title=f"Authentication ROC (fused score): {Path(protocol_path).name}")
-        d["roc"] = roc_path
+        _roc_png(d, roc_path, roc, f"Authentication ROC (fused score): {Path(protocol_path).name}")
     emit(d, as_json, format_report)
 
 

@@ -207,11 +207,11 @@ _BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no"
 
 def read_protocol(path: str | os.PathLike) -> list[AuthSample]:
     """Read a protocol CSV; relative image paths are taken from the CSV's folder (see :func:`parse_protocol`)."""
-    p = Path(path)
+    from facelivenet.utils import check_input_file
+
+    p = check_input_file(path, "protocol CSV", FileFormatError)
     try:
         text = p.read_text()
-    except FileNotFoundError:
-        raise FileFormatError(f"{p}: no such protocol file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise FileFormatError(f"{p}: unreadable protocol file ({exc})") from None
     return parse_protocol(text, str(p), p.parent)
