@@ -52,8 +52,12 @@ def build_runners() -> CascadeRunners:
 
 
 def _normalized_boxes(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(N, 4) pixel boxes → (N, 4) float32 ``[y1, x1, y2, x2]`` on crop_and_resize's 0..1 grid."""
-    scale = np.array([max(width - 1, 1), max(height - 1, 1)] * 2, dtype=np.float64)
+    """(N, 4) pixel boxes → (N, 4) float32 ``[y1, x1, y2, x2]`` divided by the image size.
+
+    crop_and_resize maps 0..1 onto pixels 0..W-1, so this samples ``x (W - 1) / W``:
+    ipazc/mtcnn's convention, kept so that we find the same boxes.
+    """
+    scale = np.array([width, height] * 2, dtype=np.float64)
     return (np.asarray(boxes, dtype=np.float64) / scale)[:, [1, 0, 3, 2]].astype(np.float32)
 
 

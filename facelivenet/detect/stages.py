@@ -79,7 +79,7 @@ class PNetStage:
                 # 2. Cells above the threshold → regressed boxes in image pixels.
                 boxes, scores = bx.generate_boxes(offsets, probs, scale, self.threshold)
                 # 3. NMS within the scale.
-                keep = bx.nms(boxes, scores, self.nms_scale)
+                keep = bx.nms(boxes, scores, self.nms_scale, ranked=True)
                 parts.append(Candidates(np.full(len(keep), i, np.int64), boxes[keep], scores[keep]))
         found = Candidates.concat(parts)
         # 4. NMS across scales, per image; 5. squares for the next stage.
