@@ -138,3 +138,23 @@ def test_detection_to_dict_is_json_ready(detector, astronaut):
     d = detector.detect(astronaut)[0].to_dict()
     assert set(d) == {"box", "score", "landmarks"} and len(d["landmarks"]) == 5
     json.dumps(d)
+
+
+def test_pyramid_call_equals_one_network_call_per_level(detector, astronaut):
+    import tensorflow as tf
+
+    from facelivenet.detect.networks import MEAN, SCALE, load_network
+
+    sizes = [(300, 290), (37, 53), (12, 12)]
+    flat_offsets, flat_probs = detector._stages[0].runners.pnet(astronaut, sizes)
+    pnet, start = load_network("pnet"), 0
+    for h, w in sizes:
+        scaled = tf.image.resize(astronaut[None], (h, w), method="area")
+        offsets, probs = (np.asarray(t)[0] for t in pnet((scaled - MEAN) * SCALE))
+        oh, ow = bx.pnet_output_size(h, w)
+        assert offsets.shape[:2] == (oh, ow)
+        n = oh * ow
+        assert np.allclose(flat_offsets[start : start + n], offsets.reshape(-1, 4), atol=1e-5)
+        assert np.allclose(flat_probs[start : start + n], probs[..., 1].reshape(-1), atol=1e-5)
+        start += n
+    assert start == len(flat_probs) == len(flat_offsets)

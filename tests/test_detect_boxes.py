@@ -122,3 +122,10 @@ def test_crop_patches_samples_bilinearly_and_pads_outside():
     out = bx.crop_patches(image, np.array([[-4.0, 0.0, 4.0, 4.0]]), np.array([0]), 3, fill=-1.0)
     assert np.allclose(out[0, :, :, 0], [[-1, 0, 3], [-1, 6, 9], [-1, 12, 15]])
     assert bx.crop_patches(image, np.zeros((0, 4)), np.zeros(0, int), 24).shape == (0, 24, 24, 1)
+
+
+def test_pnet_output_size():
+    assert bx.pnet_output_size(144, 256) == (67, 123)  # as P-Net computes it (valid convs, pool "same")
+    assert bx.pnet_output_size(12, 13) == (1, 2)
+    assert bx.pnet_output_size(11, 40) == (1, 15)  # the last cell reads the pool padding
+    assert bx.pnet_output_size(10, 40) == (0, 15)

@@ -273,3 +273,13 @@ def crop_patches(
     outside = ((xs < 0) | (xs > width - 1))[:, None, :] | ((ys < 0) | (ys > height - 1))[:, :, None]
     out[outside] = fill
     return out.astype(np.float32)
+
+
+def pnet_output_size(height: int, width: int) -> tuple[int, int]:
+    """(h, w) of P-Net's output map for an input of height x width (0 below 11 px)."""
+
+    def side(n: int) -> int:
+        return max(0, -(-(n - 2) // 2) - 4)
+
+    return side(height), side(width)
+
