@@ -158,3 +158,23 @@ def test_pyramid_call_equals_one_network_call_per_level(detector, astronaut):
         assert np.allclose(flat_probs[start : start + n], probs[..., 1].reshape(-1), atol=1e-5)
         start += n
     assert start == len(flat_probs) == len(flat_offsets)
+
+
+def test_eager_runners_agree_with_the_compiled_ones(detector, astronaut):
+    """The backend-neutral path (OpenCV resize, numpy crops, eager calls) finds the same face."""
+    from facelivenet.detect.compiled import _eager_runners
+    from facelivenet.detect.networks import load_network
+    from facelivenet.detect.stages import ONetStage, PNetStage, RNetStage
+
+    eager = _eager_runners(*(load_network(n) for n in ("pnet", "rnet", "onet")))
+    compiled = detector._stages[0].runners
+    sizes = [(307, 307), (61, 61)]
+    (o1, p1), (o2, p2) = eager.pnet(astronaut, sizes), compiled.pnet(astronaut, sizes)
+    assert o1.shape == o2.shape and np.abs(p1 - p2).max() < 0.01
+    face = detector.detect(astronaut)[0]
+    box = np.array([face.box])
+    for a, b in zip(eager.onet(astronaut[None], box, [0]), compiled.onet(astronaut[None], box, [0])):
+        assert np.abs(a - b).max() < 1e-3
+    batch, scales = astronaut[None], bx.scale_pyramid(512, 512, 20, 0.709)
+    found = ONetStage(eager)(batch, RNetStage(eager)(batch, PNetStage(eager)(batch, scales)))
+    assert _iou(found.boxes[np.argmax(found.scores)], face.box) > 0.9

@@ -129,9 +129,10 @@ def _eager_runners(pnet: keras.Model, rnet: keras.Model, onet: keras.Model) -> C
 
     def run_pnet(image, sizes):
         all_offsets, all_probs = [], []
+        pixels = image.astype(np.float32)
         for h, w in sizes:
-            scaled = cv2.resize(image, (int(w), int(h)), interpolation=cv2.INTER_AREA)
-            offsets, probs = pnet((scaled[None].astype(np.float32) - MEAN) * SCALE, training=False)
+            scaled = cv2.resize(pixels, (int(w), int(h)), interpolation=cv2.INTER_AREA)
+            offsets, probs = pnet((scaled[None] - MEAN) * SCALE, training=False)
             all_offsets.append(ops.convert_to_numpy(offsets).reshape(-1, 4))
             all_probs.append(ops.convert_to_numpy(probs)[..., 1].reshape(-1))
         return np.concatenate(all_offsets), np.concatenate(all_probs)
