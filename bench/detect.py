@@ -7,8 +7,10 @@
    ipazc/mtcnn finds with score > 0.9 must be matched by one of ours with IoU >= 0.95,
    and each of ours with score > 0.9 by one of ipazc's (both run with O-Net threshold
    0.7, min face 20).
-2. Speed: ms per frame of both on a 640x480 and a 1280x720 frame cut from real photos.
-3. ``facelivenet align`` throughput (images/s) on N CelebA photos with --workers 2.
+2. Speed: median ms per frame of both (calls taking turns) on 640x480 and 1280x720
+   frames cut from two real photos; also ours with ``downscale=2``.
+3. ``facelivenet align`` throughput (images/s) on N CelebA photos with 1 and --workers
+   processes (start-up included).
 
 ipazc/mtcnn is the ``mtcnn`` package; it is imported here only (our code reads its
 weight files, never its classes). The shared CPU makes the timings indicative.
@@ -106,15 +108,20 @@ def correctness(detector, model, paths: list[Path]) -> bool:
     return not misses
 
 
-def timed(fn, repeats: int) -> float:
-    """Median ms of ``fn()`` over ``repeats`` calls after two warm-up calls."""
-    fn(), fn()
-    times = []
+def interleaved(fns: dict, repeats: int) -> dict:
+    """Median ms of each ``fns[name]()``, the calls taking turns (so all see the same load).
+
+    Each function is called twice to warm up first.
+    """
+    times: dict = {name: [] for name in fns}
+    for fn in fns.values():
+        fn(), fn()
     for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return 1000 * float(np.median(times))
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    return {name: 1000 * float(np.median(v)) for name, v in times.items()}
 
 
 def speed(detector, model, repeats: int) -> None:
@@ -123,9 +130,15 @@ def speed(detector, model, repeats: int) -> None:
     sources = [read_image(DATA / "photos" / "two_people.jpg"), read_image(DATA / "photos" / "obama-480p.jpg")]
     for width, height in ((640, 480), (1280, 720)):
         frames = [frame(s, width, height) for s in sources]
-        ours = np.mean([timed(lambda: detector.detect(f), repeats) for f in frames])
-        theirs = np.mean([timed(lambda: model.detect_faces(f), max(3, repeats // 3)) for f in frames])
-        small = np.mean([timed(lambda: detector.detect(f, downscale=2), repeats) for f in frames])
+        runs = [
+            interleaved({
+                "ours": lambda: detector.detect(f),
+                "ipazc": lambda: model.detect_faces(f),
+                "ours_small": lambda: detector.detect(f, downscale=2),
+            }, repeats)
+            for f in frames
+        ]
+        ours, theirs, small = (np.mean([r[k] for r in runs]) for k in ("ours", "ipazc", "ours_small"))
         print(f"{width}x{height}: ours {ours:6.1f} ms/frame, ipazc/mtcnn {theirs:6.1f} ms/frame, "
               f"ratio {theirs / ours:4.1f}x; ours with downscale=2 {small:6.1f} ms/frame "
               f"(faces: {len(detector.detect(frames[0]))}, {len(detector.detect(frames[1]))})")
@@ -139,14 +152,15 @@ def align_throughput(paths: list[Path], workers: int) -> None:
         for p in paths:  # symlinks: the data stays where it is
             (src / p.parent.name).mkdir(parents=True, exist_ok=True)
             (src / p.parent.name / p.name).symlink_to(p.resolve())
-        summary = align_dataset(src, Path(tmp) / "out", AlignSettings(), workers=workers)
-        print(f"align --workers {workers}: {summary.line()}")
+        for n in sorted({1, workers}):
+            summary = align_dataset(src, Path(tmp) / f"out{n}", AlignSettings(), workers=n)
+            print(f"align --workers {n}: {summary.line()} (includes the workers' start-up)")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--celeba", type=int, default=200, help="CelebA photos for correctness and align")
-    ap.add_argument("--repeats", type=int, default=20, help="timed calls per frame (ours)")
+    ap.add_argument("--repeats", type=int, default=10, help="timed calls per frame and detector")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--skip-correctness", action="store_true")
     ap.add_argument("--skip-speed", action="store_true")
