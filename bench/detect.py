@@ -154,7 +154,7 @@ def align_throughput(paths: list[Path], workers: int) -> None:
             (src / p.parent.name / p.name).symlink_to(p.resolve())
         for n in sorted({1, workers}):
             summary = align_dataset(src, Path(tmp) / f"out{n}", AlignSettings(), workers=n)
-            print(f"align --workers {n}: {summary.line()} (includes the workers' start-up)")
+            print(f"align --workers {n}: {summary.line()} (start-up included)")
 
 
 def main() -> int:

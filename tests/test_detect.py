@@ -104,6 +104,10 @@ def test_detect_batch_equals_detect_per_frame(detector, astronaut):
     frames = [astronaut, blank, half, astronaut]
     batch = detector.detect_batch(frames)
     assert len(batch) == 4 and batch[1] == []
+    assert detector.detect_batch([]) == []
+    assert len(detector.detect_batch(np.stack([blank, blank]))) == 2
+    with pytest.raises(InputError):
+        detector.detect_batch(astronaut)  # one image, not a batch
     for frame, found in zip(frames, batch):
         single = detector.detect(frame)
         assert len(found) == len(single)
