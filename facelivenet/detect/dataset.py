@@ -24,7 +24,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-
 from facelivenet.errors import FaceLiveNetError, InputError, ImageReadError
 from facelivenet.utils import atomic_path, atomic_write_text
 
