@@ -32,6 +32,12 @@ STANDARDIZATIONS: tuple[str, ...] = ("fixed", "per_image")
 #: Face alignments the pipeline can use before the network (see the detector).
 ALIGNMENTS: tuple[str, ...] = ("crop", "similarity")
 
+#: Longest side of the frame the detector sees during authentication by default. A
+#: person authenticating faces the camera, so the face is large; detecting on a 640x480
+#: frame halved is ~4x faster and still finds faces from 40 px (min face 20 at half
+#: scale) with boxes within a few pixels. Crops are always cut from the full frame.
+DETECT_MAX_SIDE = 320
+
 
 @dataclass(frozen=True)
 class NetworkConfig:

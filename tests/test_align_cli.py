@@ -102,3 +102,19 @@ def test_align_with_two_workers(dataset, tmp_path):
     summary = json.loads(res.output)
     assert summary["aligned"] == 2 and summary["no_face"] == 1 and summary["unreadable"] == 1
     assert (out / "alice" / "astro.png").is_file()
+
+
+def test_all_faces_rerun_redoes_an_image_with_a_lost_face(tmp_path):
+    skimage_data = pytest.importorskip("skimage.data")
+    face = cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR)
+    (tmp_path / "in" / "pair").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "in" / "pair" / "two.png"), np.concatenate([face, face[:, ::-1]], axis=1))
+    out = tmp_path / "out"
+    assert _run("align", tmp_path / "in", out, "--all-faces", "--quiet").exit_code == 0
+    names = sorted(r["output"] for r in _jsonl(out / "manifest.jsonl"))
+    assert names == ["pair/two_0.png", "pair/two_1.png"]
+    (out / "pair" / "two_1.png").unlink()
+    summary = json.loads(_run("align", tmp_path / "in", out, "--all-faces", "--quiet", "--json").output)
+    assert summary["processed"] == 1 and summary["faces"] == 2
+    assert sorted(r["output"] for r in _jsonl(out / "manifest.jsonl")) == names
+    assert (out / "pair" / "two_1.png").is_file()

@@ -104,6 +104,10 @@ def test_detect_batch_equals_detect_per_frame(detector, astronaut):
     frames = [astronaut, blank, half, astronaut]
     batch = detector.detect_batch(frames)
     assert len(batch) == 4 and batch[1] == []
+    assert detector.detect_batch([]) == []
+    assert len(detector.detect_batch(np.stack([blank, blank]))) == 2
+    with pytest.raises(InputError):
+        detector.detect_batch(astronaut)  # one image, not a batch
     for frame, found in zip(frames, batch):
         single = detector.detect(frame)
         assert len(found) == len(single)
@@ -120,7 +124,7 @@ def test_downscaled_detection_maps_back_to_input_pixels(detector, astronaut):
 
 
 def test_min_face_size_filters_small_faces(astronaut):
-    assert FaceDetector(min_face_size=200).detect(astronaut) == []
+    assert FaceDetector(min_face_size=300).detect(astronaut) == []  # the face is ~90 px
 
 
 @pytest.mark.parametrize(
@@ -138,3 +142,43 @@ def test_detection_to_dict_is_json_ready(detector, astronaut):
     d = detector.detect(astronaut)[0].to_dict()
     assert set(d) == {"box", "score", "landmarks"} and len(d["landmarks"]) == 5
     json.dumps(d)
+
+
+def test_pyramid_call_equals_one_network_call_per_level(detector, astronaut):
+    import tensorflow as tf
+
+    from facelivenet.detect.networks import MEAN, SCALE, load_network
+
+    sizes = [(300, 290), (37, 53), (12, 12)]
+    flat_offsets, flat_probs = detector._stages[0].runners.pnet(astronaut, sizes)
+    pnet, start = load_network("pnet"), 0
+    for h, w in sizes:
+        scaled = tf.image.resize(astronaut[None], (h, w), method="area")
+        offsets, probs = (np.asarray(t)[0] for t in pnet((scaled - MEAN) * SCALE))
+        oh, ow = bx.pnet_output_size(h, w)
+        assert offsets.shape[:2] == (oh, ow)
+        n = oh * ow
+        assert np.allclose(flat_offsets[start : start + n], offsets.reshape(-1, 4), atol=1e-5)
+        assert np.allclose(flat_probs[start : start + n], probs[..., 1].reshape(-1), atol=1e-5)
+        start += n
+    assert start == len(flat_probs) == len(flat_offsets)
+
+
+def test_eager_runners_agree_with_the_compiled_ones(detector, astronaut):
+    """The backend-neutral path (OpenCV resize, numpy crops, eager calls) finds the same face."""
+    from facelivenet.detect.compiled import _eager_runners
+    from facelivenet.detect.networks import load_network
+    from facelivenet.detect.stages import ONetStage, PNetStage, RNetStage
+
+    eager = _eager_runners(*(load_network(n) for n in ("pnet", "rnet", "onet")))
+    compiled = detector._stages[0].runners
+    sizes = [(307, 307), (61, 61)]
+    (o1, p1), (o2, p2) = eager.pnet(astronaut, sizes), compiled.pnet(astronaut, sizes)
+    assert o1.shape == o2.shape and np.abs(p1 - p2).max() < 0.01
+    face = detector.detect(astronaut)[0]
+    box = np.array([face.box])
+    for a, b in zip(eager.onet(astronaut[None], box, [0]), compiled.onet(astronaut[None], box, [0])):
+        assert np.abs(a - b).max() < 1e-3
+    batch, scales = astronaut[None], bx.scale_pyramid(512, 512, 20, 0.709)
+    found = ONetStage(eager)(batch, RNetStage(eager)(batch, PNetStage(eager)(batch, scales)))
+    assert _iou(found.boxes[np.argmax(found.scores)], face.box) > 0.9

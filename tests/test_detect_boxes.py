@@ -29,11 +29,11 @@ def test_generate_boxes_places_windows_and_applies_offsets():
     offsets = np.zeros((3, 4, 4))
     offsets[1, 2] = [0.1, -0.1, 0.0, 0.5]
     boxes, scores = bx.generate_boxes(offsets, probs, scale=0.5, threshold=0.6)
-    # best first: cell (row 2, col 0): window x 0..12, y 4..16 at scale 0.5 -> doubled
+    # best first: cell (row 2, col 0) is the window x 1..12, y 5..16 at scale 0.5
     assert scores.tolist() == [0.95, 0.9]
-    assert boxes[0].tolist() == [0.0, 8.0, 24.0, 32.0]
-    # cell (row 1, col 2): window x 4..16, y 2..14, moved by offsets * 12, then / 0.5
-    assert np.allclose(boxes[1], [(4 + 1.2) * 2, (2 - 1.2) * 2, 16 * 2, (14 + 6) * 2])
+    assert boxes[0].tolist() == [2.0, 10.0, 24.0, 32.0]
+    # cell (row 1, col 2): window x 5..16, y 3..14, corners moved by offsets * 11
+    assert np.allclose(boxes[1], [(5 + 1.1) * 2, (3 - 1.1) * 2, 16 * 2, (14 + 5.5) * 2])
     empty_boxes, empty_scores = bx.generate_boxes(offsets, probs, 1.0, 0.99)
     assert empty_boxes.shape == (0, 4) and empty_scores.shape == (0,)
 
@@ -47,16 +47,28 @@ def test_iou_union_and_min():
         bx.iou(a, b, "max")
 
 
-def test_nms_is_greedy():
+def test_nms_drops_boxes_overlapped_by_any_better_box():
     boxes = np.array([[0, 0, 10, 10], [2, 0, 12, 10], [4.5, 0, 14.5, 10], [50, 50, 60, 60]], float)
     scores = np.array([0.9, 0.8, 0.7, 0.6])
-    # IoU(0,1) = 80/120 = 0.67 > 0.5: 1 goes; IoU(0,2) = 55/145 = 0.38 < 0.5: 2 stays,
-    # although it overlaps the suppressed box 1 by 0.6.
-    assert bx.nms(boxes, scores, 0.5).tolist() == [0, 2, 3]
-    assert bx.nms(boxes, scores, 0.3).tolist() == [0, 3]
+    # IoU(0,1) = 80/120 = 0.67: 1 goes. IoU(0,2) = 55/145 = 0.38, but IoU(1,2) = 75/125
+    # = 0.6 > 0.5: 2 goes too, although 1 was itself dropped (ipazc/mtcnn's rule).
+    assert bx.nms(boxes, scores, 0.5).tolist() == [0, 3]
+    assert bx.nms(boxes, scores, 0.65).tolist() == [0, 2, 3]
+    assert bx.nms(boxes, scores, 0.7).tolist() == [0, 1, 2, 3]
     # order follows the scores, not the input
-    assert bx.nms(boxes, scores[::-1].copy(), 0.5).tolist() == [3, 2, 0]
+    assert bx.nms(boxes, scores[::-1].copy(), 0.7).tolist() == [3, 2, 1, 0]
+    # ranked: the given order is the ranking
+    assert bx.nms(boxes[::-1], scores, 0.5, ranked=True).tolist() == [0, 1]
     assert bx.nms(np.zeros((0, 4)), np.zeros(0), 0.5).tolist() == []
+
+
+def test_nms_in_blocks_equals_the_full_matrix(rng):
+    xy = rng.uniform(0, 300, (2500, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(10, 40, (2500, 2))], axis=1)
+    scores = rng.uniform(size=2500)
+    order = np.argsort(scores)[::-1]
+    over = np.triu(bx.iou(boxes[order], boxes[order]) > 0.3, k=1).any(axis=0)
+    assert bx.nms(boxes, scores, 0.3).tolist() == order[~over].tolist()
 
 
 def test_nms_min_suppresses_a_box_inside_another():
@@ -100,11 +112,20 @@ def test_landmarks_to_image():
 
 def test_crop_patches_samples_bilinearly_and_pads_outside():
     image = np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1)  # value = 4 y + x
-    same = bx.crop_patches(image, np.array([[0.0, 0.0, 3.0, 3.0]]), np.array([0]), 4)
-    assert np.array_equal(same[0, :, :, 0], image[0, :, :, 0])
-    mid = bx.crop_patches(image, np.array([[0.5, 0.5, 2.5, 2.5]]), np.array([0]), 3)
-    assert np.allclose(mid[0, :, :, 0], 4 * np.array([[0.5], [1.5], [2.5]]) + np.array([0.5, 1.5, 2.5]))
-    # half the box lies left of the image: those samples read the fill value
-    out = bx.crop_patches(image, np.array([[-3.0, 0.0, 3.0, 3.0]]), np.array([0]), 3, fill=-1.0)
+    # boxes are scaled by (W - 1) / W before sampling, as crop_and_resize on box / W
+    same = bx.crop_patches(image, np.array([[0.0, 0.0, 4.0, 4.0]]), np.array([0]), 4)
+    assert np.allclose(same[0, :, :, 0], image[0, :, :, 0])
+    mid = bx.crop_patches(image, np.array([[0.0, 0.0, 4.0, 4.0]]), np.array([0]), 3)
+    grid = np.array([0.0, 1.5, 3.0])
+    assert np.allclose(mid[0, :, :, 0], 4 * grid[:, None] + grid[None, :])
+    # the left half of the box lies outside the image: those samples read the fill value
+    out = bx.crop_patches(image, np.array([[-4.0, 0.0, 4.0, 4.0]]), np.array([0]), 3, fill=-1.0)
     assert np.allclose(out[0, :, :, 0], [[-1, 0, 3], [-1, 6, 9], [-1, 12, 15]])
     assert bx.crop_patches(image, np.zeros((0, 4)), np.zeros(0, int), 24).shape == (0, 24, 24, 1)
+
+
+def test_pnet_output_size():
+    assert bx.pnet_output_size(144, 256) == (67, 123)  # as P-Net computes it (valid convs, pool "same")
+    assert bx.pnet_output_size(12, 13) == (1, 2)
+    assert bx.pnet_output_size(11, 40) == (1, 15)  # the last cell reads the pool padding
+    assert bx.pnet_output_size(10, 40) == (0, 15)

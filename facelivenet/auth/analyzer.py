@@ -16,14 +16,8 @@ import numpy as np
 
 from facelivenet.auth.challenge import FrameObservation
 from facelivenet.auth.observe import frame_observation
+from facelivenet.config import DETECT_MAX_SIDE
 from facelivenet.preprocess import to_rgb
-
-
-#: Longest side of the frame the detector sees by default. A person authenticating faces
-#: the camera, so the face is large; detecting on a 640x480 frame halved is ~4x faster
-#: and still finds faces from 40 px (min face 20 at half scale) with boxes within a few
-#: pixels. Alignment always cuts from the full-resolution frame.
-DETECT_MAX_SIDE = 320
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from facelivenet.cli.common import (
 
 def detect_size_option(func):
     """``--detect-size N``: longest side of the frame the detector sees (0 = full size)."""
-    from facelivenet.auth.analyzer import DETECT_MAX_SIDE
+    from facelivenet.config import DETECT_MAX_SIDE
 
     return click.option(
         "--detect-size", type=click.IntRange(0), default=DETECT_MAX_SIDE, show_default=True,

@@ -8,29 +8,32 @@
 
 Modules: ``networks`` (P/R/O-Net), ``weights`` (the mtcnn package's files), ``boxes``
 (numpy box maths), ``compiled`` (compiled forwards), ``stages`` (the cascade),
-``detector`` (the facade), ``align`` (crop and similarity alignment).
+``detector`` (the facade), ``align`` (crop and similarity alignment), ``dataset``
+(``facelivenet align``). Names are imported on first use, so importing this package
+(or its numpy-only modules) does not import Keras.
 """
 
-from facelivenet.detect.align import (
-    ALIGN_MODES,
-    TEMPLATE_112,
-    align_face,
-    crop_face,
-    landmark_template,
-    pick_main_face,
-    similarity_align,
-)
-from facelivenet.detect.detector import LANDMARK_NAMES, Detection, FaceDetector
+from __future__ import annotations
 
-__all__ = [
-    "ALIGN_MODES",
-    "LANDMARK_NAMES",
-    "TEMPLATE_112",
-    "Detection",
-    "FaceDetector",
-    "align_face",
-    "crop_face",
-    "landmark_template",
-    "pick_main_face",
-    "similarity_align",
-]
+_EXPORTS = {
+    "ALIGN_MODES": "align",
+    "TEMPLATE_112": "align",
+    "align_face": "align",
+    "crop_face": "align",
+    "landmark_template": "align",
+    "pick_main_face": "align",
+    "similarity_align": "align",
+    "LANDMARK_NAMES": "detector",
+    "Detection": "detector",
+    "FaceDetector": "detector",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(f"facelivenet.detect.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'facelivenet.detect' has no attribute {name!r}")

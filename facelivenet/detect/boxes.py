@@ -46,8 +46,10 @@ def generate_boxes(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Candidate boxes from one P-Net output map, in pixels of the unscaled image.
 
-    Output cell (i, j) looks at the window ``x in [2j, 2j + 12], y in [2i, 2i + 12]`` of
-    the scaled image; the window is moved by ``offsets * 12`` and divided by ``scale``.
+    Output cell (row i, column j) stands for the window ``x in [2j + 1, 2j + 12]``,
+    ``y in [2i + 1, 2i + 12]`` of the scaled image (the 1-based corners of the original
+    MTCNN, kept by ipazc/mtcnn); each corner moves by its offset times the window side
+    (11), and the box is divided by ``scale``.
 
     Args:
         offsets: (h, w, 4) regression map (dx1, dy1, dx2, dy2).
@@ -63,9 +65,10 @@ def generate_boxes(
         return np.zeros((0, 4)), np.zeros((0,))
     scores = probs[ys, xs].astype(np.float64)
     corner = np.stack([xs, ys, xs, ys], axis=1).astype(np.float64) * PNET_STRIDE
+    corner[:, :2] += 1
     corner[:, 2:] += PNET_CELL
-    boxes = (corner + offsets[ys, xs].astype(np.float64) * PNET_CELL) / scale
-    order = np.argsort(-scores, kind="stable")
+    boxes = (corner + offsets[ys, xs].astype(np.float64) * (PNET_CELL - 1)) / scale
+    order = descending(scores)
     return boxes[order], scores[order]
 
 
@@ -95,30 +98,51 @@ def iou(a: np.ndarray, b: np.ndarray, method: str = "union") -> np.ndarray:
         return np.where(denom > 0, inter / np.where(denom > 0, denom, 1), 0.0)
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, method: str = "union") -> np.ndarray:
-    """Greedy non-maximum suppression.
+def descending(scores: np.ndarray) -> np.ndarray:
+    """(N,) → (N,) indices that sort ``scores`` from best to worst.
 
-    Repeatedly keeps the best remaining box and drops every remaining box whose overlap
-    with it (see :func:`iou`) is above ``threshold``.
+    ``argsort(scores)[::-1]``, the order ipazc/mtcnn uses: many scores saturate at
+    exactly 1.0 in float32, and the order of such ties decides which box survives NMS.
+    """
+    return np.argsort(np.asarray(scores))[::-1]
+
+
+def nms(
+    boxes: np.ndarray, scores: np.ndarray, threshold: float, method: str = "union", *, ranked: bool = False
+) -> np.ndarray:
+    """Non-maximum suppression: drop every box that a better one overlaps too much.
+
+    A box is dropped when any better-scored box overlaps it (see :func:`iou`) by more
+    than ``threshold``, whether or not that better box is itself dropped. This is the
+    rule of ipazc/mtcnn, whose weights we use and whose faces we reproduce; the greedy
+    variant (only kept boxes suppress) keeps a few more candidates and so, after the
+    later stages' regression, moves final boxes by a pixel or two.
 
     Args:
         boxes: (N, 4); scores: (N,).
+        ranked: the boxes are already sorted best first (as :func:`generate_boxes`
+            returns them); keep that order instead of sorting again.
 
     Returns:
-        (K,) int64 indices into ``boxes`` of the kept boxes, best first.
+        (K,) int64 indices into ``boxes`` of the kept boxes, best first (ties in the
+        order of :func:`descending`).
     """
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
-    keep = []
-    while order.size:
-        best = order[0]
-        keep.append(best)
-        rest = order[1:]
-        if not rest.size:
-            break
-        overlap = iou(boxes[best : best + 1], boxes[rest], method)[0]
-        order = rest[overlap <= threshold]
-    return np.asarray(keep, dtype=np.int64)
+    order = np.arange(len(boxes)) if ranked else descending(scores)
+    ranked = boxes[order]
+    n = len(order)
+    dropped = np.zeros(n, dtype=bool)
+    for start in range(0, n, _NMS_BLOCK):  # bounded memory: a block of rows at a time
+        stop = min(start + _NMS_BLOCK, n)
+        over = iou(ranked[start:stop], ranked[start:], method) > threshold
+        # row r (box start + r) may only suppress later boxes: columns > r
+        over &= np.arange(n - start)[None, :] > np.arange(stop - start)[:, None]
+        dropped[start:] |= over.any(axis=0)
+    return order[~dropped].astype(np.int64)
+
+
+#: Rows of the overlap matrix computed at once in :func:`nms`.
+_NMS_BLOCK = 1024
 
 
 def batched_nms(
@@ -211,10 +235,11 @@ def crop_patches(
 ) -> np.ndarray:
     """Sample each box of each image into a ``size`` x ``size`` patch (bilinear).
 
-    The reference for the compiled path (TensorFlow's ``crop_and_resize``): output
-    pixel (i, j) samples the image at ``x = x1 + j (x2 - x1) / (size - 1)`` (same for y);
-    samples that fall outside the image are padded with ``fill`` (the normalisation
-    mean, i.e. 0 for the networks).
+    The numpy reference of the compiled path, which is TensorFlow's
+    ``crop_and_resize`` on boxes divided by the image size (as ipazc/mtcnn does): output
+    pixel (i, j) samples the image at ``x = (x1 + j (x2 - x1) / (size - 1)) (W - 1) / W``
+    (y likewise); samples outside the image read ``fill`` (the normalisation mean, so 0
+    for the networks).
 
     Args:
         images: (B, H, W, C) array; boxes: (N, 4); image_index: (N,) ints into ``images``.
@@ -228,8 +253,8 @@ def crop_patches(
     if len(boxes) == 0:
         return np.zeros((0, size, size, channels), np.float32)
     t = np.arange(size, dtype=np.float64) / max(size - 1, 1)
-    xs = boxes[:, 0:1] + (boxes[:, 2:3] - boxes[:, 0:1]) * t  # (N, S)
-    ys = boxes[:, 1:2] + (boxes[:, 3:4] - boxes[:, 1:2]) * t
+    xs = (boxes[:, 0:1] + (boxes[:, 2:3] - boxes[:, 0:1]) * t) * ((width - 1) / width)  # (N, S)
+    ys = (boxes[:, 1:2] + (boxes[:, 3:4] - boxes[:, 1:2]) * t) * ((height - 1) / height)
     x0 = np.clip(np.floor(xs), 0, width - 1).astype(np.int64)
     y0 = np.clip(np.floor(ys), 0, height - 1).astype(np.int64)
     x1 = np.minimum(x0 + 1, width - 1)
@@ -248,3 +273,13 @@ def crop_patches(
     outside = ((xs < 0) | (xs > width - 1))[:, None, :] | ((ys < 0) | (ys > height - 1))[:, :, None]
     out[outside] = fill
     return out.astype(np.float32)
+
+
+def pnet_output_size(height: int, width: int) -> tuple[int, int]:
+    """(h, w) of P-Net's output map for an input of height x width (0 below 11 px)."""
+
+    def side(n: int) -> int:
+        return max(0, -(-(n - 2) // 2) - 4)
+
+    return side(height), side(width)
+

@@ -3,8 +3,9 @@
 Each stage's work is one compiled call, traced once with dynamic shapes and reused
 for every image size and candidate count:
 
-* P-Net: ``pnet(image, (h, w)) -> (offsets, probs)``: area-resize the uint8 image to
-  one pyramid level, normalise, run P-Net.
+* P-Net: ``pnet(image, sizes) -> (offsets, probs)``: for every pyramid level, area-resize
+  the uint8 image, normalise, run P-Net; all levels in one call (an in-graph loop on
+  TensorFlow), their output maps flattened and concatenated level after level.
 * R-Net / O-Net: ``rnet(images, boxes, image_index)``: cut every candidate box out of
   its image with bilinear sampling (TensorFlow's ``crop_and_resize``; the area outside
   the image reads as the normalisation mean), normalise and run the network on the
@@ -32,13 +33,15 @@ class CascadeRunners:
     """The three compiled forwards; every argument and result is a numpy array.
 
     Attributes:
-        pnet: (image (H, W, 3) uint8, size (h, w)) → offsets (h', w', 4), face probs (h', w').
+        pnet: (image (H, W, 3) uint8, sizes (S, 2) level sizes (h, w)) → offsets (M, 4),
+            face probs (M,): the output maps of the S levels, each flattened row-major
+            (:func:`facelivenet.detect.boxes.pnet_output_size` cells), one after another.
         rnet: (images (B, H, W, 3) uint8, boxes (N, 4), image_index (N,)) → offsets (N, 4),
             face probs (N,).
         onet: same inputs → offsets (N, 4), landmarks (N, 10), face probs (N,).
     """
 
-    pnet: Callable[[np.ndarray, tuple[int, int]], tuple[np.ndarray, np.ndarray]]
+    pnet: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
     rnet: Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
     onet: Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
 
@@ -52,8 +55,12 @@ def build_runners() -> CascadeRunners:
 
 
 def _normalized_boxes(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(N, 4) pixel boxes → (N, 4) float32 ``[y1, x1, y2, x2]`` on crop_and_resize's 0..1 grid."""
-    scale = np.array([max(width - 1, 1), max(height - 1, 1)] * 2, dtype=np.float64)
+    """(N, 4) pixel boxes → (N, 4) float32 ``[y1, x1, y2, x2]`` divided by the image size.
+
+    crop_and_resize maps 0..1 onto pixels 0..W-1, so this samples ``x (W - 1) / W``:
+    ipazc/mtcnn's convention, kept so that we find the same boxes.
+    """
+    scale = np.array([width, height] * 2, dtype=np.float64)
     return (np.asarray(boxes, dtype=np.float64) / scale)[:, [1, 0, 3, 2]].astype(np.float32)
 
 
@@ -61,13 +68,28 @@ def _tensorflow_runners(pnet: keras.Model, rnet: keras.Model, onet: keras.Model)
     import tensorflow as tf
 
     @tf.function(
-        input_signature=[tf.TensorSpec([None, None, 3], tf.uint8), tf.TensorSpec([2], tf.int32)],
+        input_signature=[tf.TensorSpec([None, None, 3], tf.uint8), tf.TensorSpec([None, 2], tf.int32)],
         reduce_retracing=True,
     )
-    def pnet_fn(image, size):
-        scaled = tf.image.resize(image[None], size, method=tf.image.ResizeMethod.AREA)
-        offsets, probs = pnet((scaled - MEAN) * SCALE, training=False)
-        return offsets[0], probs[0, :, :, 1]
+    def pnet_fn(image, sizes):
+        levels = tf.shape(sizes)[0]
+        empty = dict(size=levels, infer_shape=False)
+        all_offsets = tf.TensorArray(tf.float32, element_shape=[None, 4], **empty)
+        all_probs = tf.TensorArray(tf.float32, element_shape=[None], **empty)
+
+        def level(i, all_offsets, all_probs):
+            scaled = tf.image.resize(image[None], sizes[i], method=tf.image.ResizeMethod.AREA)
+            offsets, probs = pnet((scaled - MEAN) * SCALE, training=False)
+            return (
+                i + 1,
+                all_offsets.write(i, tf.reshape(offsets, [-1, 4])),
+                all_probs.write(i, tf.reshape(probs[..., 1], [-1])),
+            )
+
+        _, all_offsets, all_probs = tf.while_loop(
+            lambda i, *_: i < levels, level, (0, all_offsets, all_probs), parallel_iterations=4
+        )
+        return all_offsets.concat(), all_probs.concat()
 
     def patches_fn(model: keras.Model, size: int):
         @tf.function(
@@ -87,8 +109,8 @@ def _tensorflow_runners(pnet: keras.Model, rnet: keras.Model, onet: keras.Model)
 
     rnet_fn, onet_fn = patches_fn(rnet, 24), patches_fn(onet, 48)
 
-    def run_pnet(image, size):
-        offsets, probs = pnet_fn(image, np.asarray(size, np.int32))
+    def run_pnet(image, sizes):
+        offsets, probs = pnet_fn(image, np.asarray(sizes, np.int32).reshape(-1, 2))
         return offsets.numpy(), probs.numpy()
 
     def run_patches(fn):
@@ -105,10 +127,15 @@ def _tensorflow_runners(pnet: keras.Model, rnet: keras.Model, onet: keras.Model)
 def _eager_runners(pnet: keras.Model, rnet: keras.Model, onet: keras.Model) -> CascadeRunners:
     from keras import ops
 
-    def run_pnet(image, size):
-        scaled = cv2.resize(image, (int(size[1]), int(size[0])), interpolation=cv2.INTER_AREA)
-        offsets, probs = pnet((scaled[None].astype(np.float32) - MEAN) * SCALE, training=False)
-        return ops.convert_to_numpy(offsets)[0], ops.convert_to_numpy(probs)[0, :, :, 1]
+    def run_pnet(image, sizes):
+        all_offsets, all_probs = [], []
+        pixels = image.astype(np.float32)
+        for h, w in sizes:
+            scaled = cv2.resize(pixels, (int(w), int(h)), interpolation=cv2.INTER_AREA)
+            offsets, probs = pnet((scaled[None] - MEAN) * SCALE, training=False)
+            all_offsets.append(ops.convert_to_numpy(offsets).reshape(-1, 4))
+            all_probs.append(ops.convert_to_numpy(probs)[..., 1].reshape(-1))
+        return np.concatenate(all_offsets), np.concatenate(all_probs)
 
     def run_patches(model, size):
         def run(images, boxes, index):

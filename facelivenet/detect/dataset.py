@@ -24,8 +24,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-import numpy as np
-
 from facelivenet.errors import FaceLiveNetError, InputError, ImageReadError
 from facelivenet.utils import atomic_path, atomic_write_text
 
@@ -295,7 +293,9 @@ def align_dataset(
     dst.mkdir(parents=True, exist_ok=True)
     atomic_write_text(settings_path, json.dumps(wanted, indent=2) + "\n")
 
-    manifest = [r for r in _read_jsonl(manifest_path) if (dst / str(r.get("output", ""))).is_file()]
+    manifest = _read_jsonl(manifest_path)
+    incomplete = {r["source"] for r in manifest if not (dst / str(r.get("output", ""))).is_file()}
+    manifest = [r for r in manifest if r["source"] not in incomplete]  # redo a source missing any face
     failures = [] if retry_failures else _read_jsonl(failures_path)
     done = {r["source"] for r in manifest} | {r["source"] for r in failures}
     sources = list_images(src, exclude=dst.resolve())

@@ -83,7 +83,7 @@ class FaceDetector:
         min_face_size: smallest face side to find, in pixels of the frame the cascade
             sees (>= 12).
         thresholds: face-probability thresholds of P-Net, R-Net and O-Net.
-        scale_factor: ratio between pyramid levels, in (0, 1).
+        scale_factor: ratio between pyramid levels, in [0.1, 1).
 
     The networks are loaded and compiled on first use (or by :meth:`load`), not by
     the constructor.
@@ -135,7 +135,16 @@ class FaceDetector:
         return self.detect_batch([image], downscale=downscale)[0]
 
     def detect_batch(self, images: Sequence, *, downscale: float = 1.0) -> list[list[Detection]]:
-        """:meth:`detect` for many frames; frames of one shape share R-Net / O-Net calls."""
+        """:meth:`detect` for many frames; frames of one shape share R-Net / O-Net calls.
+
+        Args:
+            images: a sequence of images, or an (N, H, W, C) array of frames.
+        """
+        if isinstance(images, np.ndarray) and images.ndim != 4:
+            raise InputError(
+                f"detect_batch takes a sequence of images or an (N, H, W, C) array; got an array of "
+                f"shape {images.shape} (use detect for one image)"
+            )
         if not downscale >= 1.0:
             raise InputError(f"downscale must be >= 1. Received: downscale={downscale}")
         frames = [as_detector_input(im) for im in images]

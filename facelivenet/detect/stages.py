@@ -71,15 +71,20 @@ class PNetStage:
 
     def __call__(self, images: np.ndarray, scales: list[float]) -> Candidates:
         height, width = images.shape[1:3]
+        sizes = [bx.scaled_size(height, width, s) for s in scales]
+        maps = [bx.pnet_output_size(h, w) for h, w in sizes]
+        ends = np.cumsum([h * w for h, w in maps])
         parts = []
         for i, image in enumerate(images):
-            for scale in scales:
-                # 1. P-Net on the image resized by `scale` (one compiled call).
-                offsets, probs = self.runners.pnet(image, bx.scaled_size(height, width, scale))
+            # 1. P-Net on every level of the pyramid (one compiled call).
+            flat_offsets, flat_probs = self.runners.pnet(image, sizes)
+            for scale, (h, w), end in zip(scales, maps, ends):
+                offsets = flat_offsets[end - h * w : end].reshape(h, w, 4)
+                probs = flat_probs[end - h * w : end].reshape(h, w)
                 # 2. Cells above the threshold → regressed boxes in image pixels.
                 boxes, scores = bx.generate_boxes(offsets, probs, scale, self.threshold)
                 # 3. NMS within the scale.
-                keep = bx.nms(boxes, scores, self.nms_scale)
+                keep = bx.nms(boxes, scores, self.nms_scale, ranked=True)
                 parts.append(Candidates(np.full(len(keep), i, np.int64), boxes[keep], scores[keep]))
         found = Candidates.concat(parts)
         # 4. NMS across scales, per image; 5. squares for the next stage.
