@@ -138,6 +138,55 @@ def _bar_text(logs: Mapping[str, float]) -> str:
     return " ".join(f"{k} {logs[k]:.4g}" for k in keys)
 
 
+class _BatchNormCalibrator:
+    """Re-estimates the trainable batch norms' inference statistics ("precise BN").
+
+    With the papers' decay of 0.995 the moving averages need several hundred steps to
+    forget their initial values (0 and 1), so a short run, or the first epochs of a
+    long one, would validate and save a model whose inference statistics are not those
+    of its weights. This runs the training forward over ``batches`` batches with the
+    decay set to 0 (so each pass leaves that batch's statistics), averages them, and
+    assigns the averages. Only trainable batch norms change (frozen ones keep theirs).
+    Training itself uses batch statistics and is not affected.
+    """
+
+    def __init__(self, stage: Stage):
+        bn = keras.layers.BatchNormalization
+        self.layers = [l for l in stage.body.layers if isinstance(l, bn) and l.trainable]
+        self._forward = None
+        self.body = stage.body
+
+    def __call__(self, batches) -> int:
+        if not self.layers:
+            return 0
+        if self._forward is None:
+            saved = [l.momentum for l in self.layers]
+            for l in self.layers:
+                l.momentum = 0.0
+            body = self.body
+
+            @tf.function
+            def forward(images):
+                body(images, training=True)
+
+            forward.get_concrete_function(tf.TensorSpec(self.body.input.shape, tf.uint8))
+            for l, m in zip(self.layers, saved):
+                l.momentum = m
+            self._forward = forward
+        sums = None
+        n = 0
+        for images, _ in batches:
+            self._forward(images)
+            stats = [(l.moving_mean.numpy(), l.moving_variance.numpy()) for l in self.layers]
+            sums = stats if sums is None else [(a + m, b + v) for (a, b), (m, v) in zip(sums, stats)]
+            n += 1
+        if n:
+            for l, (m, v) in zip(self.layers, sums):
+                l.moving_mean.assign(m / n)
+                l.moving_variance.assign(v / n)
+        return n
+
+
 def _make_step(stage: Stage, optimizer, unit_optimizer, strategy, global_batch: int):
     main_vars = stage.trainable_variables()
     unit_vars = stage.unit_variables()
@@ -238,6 +287,7 @@ def run_training(
                 raise TrainingError(f"{work}: checkpoint was made with other settings ({', '.join(diff)}); cannot resume")
             ckpt.restore_variables(work, variables)
         train_step = _make_step(stage, optimizer, unit_optimizer, strategy, cfg.batch_size)
+        calibrate = _BatchNormCalibrator(stage)
 
         work.mkdir(parents=True, exist_ok=True)
         steps_log = CsvLog(work / "steps.csv", resume=cfg.resume)
@@ -295,6 +345,12 @@ def run_training(
                     finally:
                         bar.close()
                     seconds = time.perf_counter() - t0
+                    if cfg.bn_batches:
+                        calibrate(tfdata.training_dataset(
+                            data.paths, data.labels, image_size=stage.net.network_config.image_size,
+                            batch_size=cfg.batch_size, seed=cfg.seed + 1, epoch=epoch,
+                            random_crop=cfg.random_crop, flip=cfg.flip,
+                        ).take(cfg.bn_batches))
                     row: dict[str, Any] = {"epoch": epoch, "lr": lr}
                     row.update({k: v / max(done, 1) for k, v in sums.items()})
                     row["images_per_s"] = done * cfg.batch_size / max(seconds, 1e-9)
