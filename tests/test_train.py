@@ -121,12 +121,24 @@ def test_stage1_writes_model_best_checkpoint_and_logs(id_data, tmp_path):
 
     sched = tmp_path / "lr.txt"
     sched.write_text("0: 0.01\n1: 0.002\n")
-    result = train_verification(_vcfg(id_data, tmp_path, lr_schedule=str(sched)))
+    # An LFW-style folder and pairs file over the same synthetic faces.
+    lfw = tmp_path / "lfw"
+    for c in range(6):
+        (lfw / f"id{c}").mkdir(parents=True)
+        for i in range(6):
+            os.symlink(id_data / f"id{c}" / f"{i}.png", lfw / f"id{c}" / f"id{c}_{i + 1:04d}.png")
+    pairs = ["2 3"]
+    for fold in range(2):
+        pairs += [f"id{c} 1 {2 + fold}" for c in range(3 * fold, 3 * fold + 3)]
+        pairs += [f"id{c} 1 id{(c + 1) % 6} {2 + fold}" for c in range(3 * fold, 3 * fold + 3)]
+    (tmp_path / "pairs.txt").write_text("\n".join(pairs) + "\n")
+    result = train_verification(_vcfg(id_data, tmp_path, lr_schedule=str(sched),
+                                      val_pairs=str(tmp_path / "pairs.txt"), val_images=str(lfw)))
     net = load_network(result.model)
     assert isinstance(net, FaceLiveNet)
     assert net.network_config.image_size == 80 and net.network_config.embedding_size == 32
     assert not any(l.name == "identity_logits" for l in net.layers)     # training-only head not saved
-    assert result.metric == "val_pair_accuracy" and result.best_model.is_file()
+    assert result.metric == "lfw_accuracy" and result.best_model.is_file()  # the pairs file picks the best
     assert 0.0 <= result.best_metric <= 1.0
     work = result.work_dir
     steps = read_csv(work / "steps.csv")
@@ -134,7 +146,7 @@ def test_stage1_writes_model_best_checkpoint_and_logs(id_data, tmp_path):
     assert {"loss", "ce_id", "lc", "weight_decay", "acc_id", "lr"} <= set(steps[0])
     epochs = read_csv(work / "epochs.csv")
     assert [float(r["lr"]) for r in epochs] == [0.01, 0.002]          # the schedule file is used
-    assert "val_pair_accuracy" in epochs[0]
+    assert "val_pair_accuracy" in epochs[0] and 0 <= float(epochs[0]["lfw_accuracy"]) <= 1
     assert any(p.name.startswith("events.out.tfevents") for p in (work / "tensorboard").iterdir())
     assert (work / "checkpoint" / "variables.npz").is_file()
     assert (work / "identities.txt").read_text().split() == sorted(
@@ -243,14 +255,15 @@ def _cli(args):
 
 
 @pytest.mark.slow
-def test_cli_train_verification_bf16_json(id_data, tmp_path):
+def test_cli_train_verification_bf16_mirrored_json(id_data, tmp_path):
     import keras
 
     from facelivenet.models.io import load_network
 
     r = _cli(["train-verification", "--data", str(id_data), "--out", str(tmp_path / "m.keras"),
               "--epochs", "1", "--batch-size", "8", "--steps-per-epoch", "1", "--image-size", "80",
-              "--embedding-size", "32", "--val-fraction", "0.34", "--precision", "bf16", "--quiet", "--json"])
+              "--embedding-size", "32", "--val-fraction", "0.34", "--precision", "bf16", "--strategy", "mirrored",
+              "--quiet", "--json"])
     assert r.exit_code == 0, r.output
     d = json.loads(r.stdout)
     assert d["model"].endswith("m.keras") and d["steps"] == 1 and d["metric"] == "val_pair_accuracy"
@@ -284,3 +297,22 @@ def test_multitask_help_states_the_unit_rule():
     assert r.exit_code == 0
     text = " ".join(r.output.split())
     assert "w1 / (L1 + 0.01) + w2 / (L2 + 0.01)" in text and "(1 + w1) L1 + w2 L2" in text
+
+
+def test_is_chief_reads_the_cluster_role():
+    from types import SimpleNamespace
+
+    from facelivenet.train.distribute import is_chief
+
+    def strategy(task_type, task_id, spec):
+        spec_obj = SimpleNamespace(as_dict=lambda: spec)
+        return SimpleNamespace(cluster_resolver=SimpleNamespace(
+            task_type=task_type, task_id=task_id, cluster_spec=lambda: spec_obj))
+
+    workers = {"worker": ["a:1", "b:1"]}
+    assert is_chief(SimpleNamespace())                                     # no cluster: one process
+    assert is_chief(strategy("worker", 0, workers))
+    assert not is_chief(strategy("worker", 1, workers))
+    with_chief = {"chief": ["c:1"], "worker": ["a:1"]}
+    assert is_chief(strategy("chief", 0, with_chief))
+    assert not is_chief(strategy("worker", 0, with_chief))

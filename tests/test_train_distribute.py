@@ -97,3 +97,28 @@ def test_mirrored_two_cpus_matches_single_device(kind, stage):
     # float32 rounding in another summation order stays ~1e-2 of an update; a wrongly
     # scaled or unreduced gradient or center update would be off by ~1 (100%).
     assert r["worst_relative_difference"] < 5e-2, r["worst_variable"]
+
+
+@pytest.mark.slow
+def test_multiworker_without_tf_config_is_one_chief_worker():
+    script = (
+        "import os; os.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'\n"
+        "from facelivenet.train.distribute import is_chief, make_strategy\n"
+        "s = make_strategy('multiworker')\n"
+        "print(type(s).__name__, s.num_replicas_in_sync, is_chief(s))\n"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if k != "TF_CONFIG"}
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    # MultiWorkerMirroredStrategy is an alias of CollectiveAllReduceStrategy
+    assert proc.stdout.split()[-3:] == ["CollectiveAllReduceStrategy", "1", "True"]
+
+
+def test_bad_tf_config_is_a_config_error(monkeypatch):
+    from facelivenet.errors import ConfigError
+    from facelivenet.train.distribute import make_strategy
+
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(ConfigError, match="TF_CONFIG is not valid JSON"):
+        make_strategy("multiworker")
