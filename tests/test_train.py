@@ -113,7 +113,6 @@ def test_weight_decay_is_in_the_differentiated_loss(tiny_config):
 
 @pytest.mark.slow
 def test_stage1_writes_model_best_checkpoint_and_logs(id_data, tmp_path):
-    from facelivenet.data.schedule import parse_lr_schedule  # noqa: F401  (schedule file below)
     from facelivenet.models.io import load_network
     from facelivenet.models.network import FaceLiveNet
     from facelivenet.train.logs import read_csv
@@ -316,3 +315,17 @@ def test_is_chief_reads_the_cluster_role():
     with_chief = {"chief": ["c:1"], "worker": ["a:1"]}
     assert is_chief(strategy("chief", 0, with_chief))
     assert not is_chief(strategy("worker", 0, with_chief))
+
+
+def test_cli_unreadable_training_image_is_one_line(tmp_path):
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        for i in range(2):
+            _save(tmp_path / "d" / c / f"{i}.png", rng.integers(0, 255, (90, 90, 3)))
+    (tmp_path / "d" / "b" / "1.png").write_text("not a png")
+    r = _cli(["train-verification", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "m.keras"),
+              "--batch-size", "4", "--image-size", "80", "--embedding-size", "32", "--val-fraction", "0",
+              "--quiet"])
+    assert r.exit_code == 2, r.output
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and "1.png: not a readable image" in lines[0], r.stderr

@@ -35,7 +35,6 @@ from facelivenet.train.distribute import distribute_options, is_chief, make_stra
 from facelivenet.train.logs import CsvLog, TensorBoard
 from facelivenet.train.stages import Stage
 
-#: The unit optimizer of the multi-task stage is plain SGD.
 OnStep = Callable[[int, Mapping[str, float]], None]
 
 
@@ -72,7 +71,8 @@ class TrainResult:
 
 
 def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
-    """The optimizer for ``--optimizer NAME`` (facenet's settings for RMSProp and momentum)."""
+    """The optimizer for ``--optimizer NAME`` (facenet's settings: Adam epsilon 0.1, RMSProp
+    decay 0.9 / momentum 0.9 / epsilon 1, momentum 0.9)."""
     if name == "adam":
         return keras.optimizers.Adam(learning_rate, epsilon=0.1)
     if name == "sgd":
@@ -304,7 +304,7 @@ def run_training(
         n_steps = min(full_steps, cfg.steps_per_epoch or full_steps)
         history: list[dict[str, Any]] = []
         try:
-            with _StopRequest() as stop:
+            with _StopRequest() as stop, tfdata.image_errors():
                 for epoch in range(state.epoch, cfg.epochs):
                     lr = schedule.lr_at(epoch)
                     if lr is None:
