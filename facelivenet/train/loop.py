@@ -297,6 +297,8 @@ def run_training(
             epochs_log.truncate("epoch", state.epoch - 1)
         board = TensorBoard(work / "tensorboard" if chief else None)
         best_path = work / "best.keras"
+        if not cfg.resume and best_path.exists():
+            best_path.unlink()  # left by an earlier run that never reached a checkpoint
         n = len(data.paths)
         full_steps = tfdata.steps_per_epoch(n, cfg.batch_size)
         if full_steps == 0:
