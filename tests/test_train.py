@@ -329,3 +329,61 @@ def test_cli_unreadable_training_image_is_one_line(tmp_path):
     assert r.exit_code == 2, r.output
     lines = [l for l in r.stderr.splitlines() if l.strip()]
     assert len(lines) == 1 and "1.png: not a readable image" in lines[0], r.stderr
+
+
+# --- checkpoint and log files (no training) ------------------------------------------------
+
+def test_checkpoint_round_trip_and_mismatches(tmp_path):
+    import keras
+
+    from facelivenet.errors import TrainingError
+    from facelivenet.train import checkpoint as ckpt
+
+    a, b = keras.Variable(np.arange(6.0).reshape(2, 3)), keras.Variable(np.ones(4))
+    state = ckpt.TrainState(epoch=3, step=2, global_step=14, best_metric=0.5, best_epoch=1, fingerprint={"x": 1})
+    ckpt.save_checkpoint(tmp_path, [a, b], state)
+    ckpt.save_checkpoint(tmp_path, [a, b], state)                       # replaces the previous one
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
+    a.assign(np.zeros((2, 3)))
+    ckpt.restore_variables(tmp_path, [a, b])
+    np.testing.assert_array_equal(np.asarray(a), np.arange(6.0).reshape(2, 3))
+    assert ckpt.load_state(tmp_path) == state
+    with pytest.raises(TrainingError, match="holds 2 variables, this run has 1"):
+        ckpt.restore_variables(tmp_path, [a])
+    with pytest.raises(TrainingError, match=r"shape \(3,\), checkpoint has \(4,\)"):
+        ckpt.restore_variables(tmp_path, [a, keras.Variable(np.ones(3))])
+    with pytest.raises(TrainingError, match="no checkpoint"):
+        ckpt.load_state(tmp_path / "none")
+
+
+def test_csv_log_resume_truncates_and_plot(tmp_path):
+    from facelivenet.train.logs import CsvLog, plot_multitask, read_csv
+
+    log = CsvLog(tmp_path / "steps.csv", resume=False)
+    for step in range(1, 6):
+        log.write({"step": step, "w1": 0.1 * step, "w2": 1 - 0.1 * step, "l1": 2.0 / step, "l2": 1.0})
+    again = CsvLog(tmp_path / "steps.csv", resume=True)
+    again.truncate("step", 3)
+    again.write({"step": 4, "w1": 0.9, "w2": 0.1, "l1": 0.5, "l2": 1.0})
+    rows = read_csv(tmp_path / "steps.csv")
+    assert [r["step"] for r in rows] == ["1", "2", "3", "4"] and rows[-1]["w1"] == "0.9"
+    png = plot_multitask(tmp_path / "steps.csv", tmp_path / "w.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    CsvLog(tmp_path / "steps.csv", resume=False)                        # a fresh run starts a new file
+    assert not (tmp_path / "steps.csv").exists()
+
+
+@pytest.mark.slow
+def test_resume_refuses_other_settings(id_data, tmp_path):
+    from dataclasses import replace
+
+    from facelivenet.errors import TrainingError
+    from facelivenet.train import checkpoint as ckpt
+    from facelivenet.train.run import train_verification
+
+    cfg = _vcfg(id_data, tmp_path, resume=True)
+    ckpt.save_checkpoint(cfg.work_path, [], ckpt.TrainState(fingerprint={"stage": "expression"}))
+    with pytest.raises(TrainingError, match=r"other settings \(.*stage.*\); cannot resume"):
+        train_verification(cfg)
+    with pytest.raises(TrainingError, match="holds a checkpoint"):
+        train_verification(replace(cfg, resume=False))
