@@ -81,7 +81,7 @@ def classwise_triplet_loss_icpr(features, labels, centers, beta: float = 10.0, t
             from this batch. A distributed step passes the decision taken on the
             global batch, so that the replicas' losses (each with ``beta`` divided by
             the replica count) add up to the single-device loss; see
-            :func:`facelivenet.train.stages.StageModel`.
+            :mod:`facelivenet.train.stages`.
     """
     k = float(ops.shape(centers)[0])
     d_intra, d_psi = triplet_terms_icpr(features, labels, centers)

@@ -113,7 +113,6 @@ def test_weight_decay_is_in_the_differentiated_loss(tiny_config):
 
 @pytest.mark.slow
 def test_stage1_writes_model_best_checkpoint_and_logs(id_data, tmp_path):
-    from facelivenet.data.schedule import parse_lr_schedule  # noqa: F401  (schedule file below)
     from facelivenet.models.io import load_network
     from facelivenet.models.network import FaceLiveNet
     from facelivenet.train.logs import read_csv
@@ -121,12 +120,24 @@ def test_stage1_writes_model_best_checkpoint_and_logs(id_data, tmp_path):
 
     sched = tmp_path / "lr.txt"
     sched.write_text("0: 0.01\n1: 0.002\n")
-    result = train_verification(_vcfg(id_data, tmp_path, lr_schedule=str(sched)))
+    # An LFW-style folder and pairs file over the same synthetic faces.
+    lfw = tmp_path / "lfw"
+    for c in range(6):
+        (lfw / f"id{c}").mkdir(parents=True)
+        for i in range(6):
+            os.symlink(id_data / f"id{c}" / f"{i}.png", lfw / f"id{c}" / f"id{c}_{i + 1:04d}.png")
+    pairs = ["2 3"]
+    for fold in range(2):
+        pairs += [f"id{c} 1 {2 + fold}" for c in range(3 * fold, 3 * fold + 3)]
+        pairs += [f"id{c} 1 id{(c + 1) % 6} {2 + fold}" for c in range(3 * fold, 3 * fold + 3)]
+    (tmp_path / "pairs.txt").write_text("\n".join(pairs) + "\n")
+    result = train_verification(_vcfg(id_data, tmp_path, lr_schedule=str(sched),
+                                      val_pairs=str(tmp_path / "pairs.txt"), val_images=str(lfw)))
     net = load_network(result.model)
     assert isinstance(net, FaceLiveNet)
     assert net.network_config.image_size == 80 and net.network_config.embedding_size == 32
     assert not any(l.name == "identity_logits" for l in net.layers)     # training-only head not saved
-    assert result.metric == "val_pair_accuracy" and result.best_model.is_file()
+    assert result.metric == "lfw_accuracy" and result.best_model.is_file()  # the pairs file picks the best
     assert 0.0 <= result.best_metric <= 1.0
     work = result.work_dir
     steps = read_csv(work / "steps.csv")
@@ -134,7 +145,7 @@ def test_stage1_writes_model_best_checkpoint_and_logs(id_data, tmp_path):
     assert {"loss", "ce_id", "lc", "weight_decay", "acc_id", "lr"} <= set(steps[0])
     epochs = read_csv(work / "epochs.csv")
     assert [float(r["lr"]) for r in epochs] == [0.01, 0.002]          # the schedule file is used
-    assert "val_pair_accuracy" in epochs[0]
+    assert "val_pair_accuracy" in epochs[0] and 0 <= float(epochs[0]["lfw_accuracy"]) <= 1
     assert any(p.name.startswith("events.out.tfevents") for p in (work / "tensorboard").iterdir())
     assert (work / "checkpoint" / "variables.npz").is_file()
     assert (work / "identities.txt").read_text().split() == sorted(
@@ -243,14 +254,15 @@ def _cli(args):
 
 
 @pytest.mark.slow
-def test_cli_train_verification_bf16_json(id_data, tmp_path):
+def test_cli_train_verification_bf16_mirrored_json(id_data, tmp_path):
     import keras
 
     from facelivenet.models.io import load_network
 
     r = _cli(["train-verification", "--data", str(id_data), "--out", str(tmp_path / "m.keras"),
               "--epochs", "1", "--batch-size", "8", "--steps-per-epoch", "1", "--image-size", "80",
-              "--embedding-size", "32", "--val-fraction", "0.34", "--precision", "bf16", "--quiet", "--json"])
+              "--embedding-size", "32", "--val-fraction", "0.34", "--precision", "bf16", "--strategy", "mirrored",
+              "--quiet", "--json"])
     assert r.exit_code == 0, r.output
     d = json.loads(r.stdout)
     assert d["model"].endswith("m.keras") and d["steps"] == 1 and d["metric"] == "val_pair_accuracy"
@@ -284,3 +296,94 @@ def test_multitask_help_states_the_unit_rule():
     assert r.exit_code == 0
     text = " ".join(r.output.split())
     assert "w1 / (L1 + 0.01) + w2 / (L2 + 0.01)" in text and "(1 + w1) L1 + w2 L2" in text
+
+
+def test_is_chief_reads_the_cluster_role():
+    from types import SimpleNamespace
+
+    from facelivenet.train.distribute import is_chief
+
+    def strategy(task_type, task_id, spec):
+        spec_obj = SimpleNamespace(as_dict=lambda: spec)
+        return SimpleNamespace(cluster_resolver=SimpleNamespace(
+            task_type=task_type, task_id=task_id, cluster_spec=lambda: spec_obj))
+
+    workers = {"worker": ["a:1", "b:1"]}
+    assert is_chief(SimpleNamespace())                                     # no cluster: one process
+    assert is_chief(strategy("worker", 0, workers))
+    assert not is_chief(strategy("worker", 1, workers))
+    with_chief = {"chief": ["c:1"], "worker": ["a:1"]}
+    assert is_chief(strategy("chief", 0, with_chief))
+    assert not is_chief(strategy("worker", 0, with_chief))
+
+
+def test_cli_unreadable_training_image_is_one_line(tmp_path):
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        for i in range(2):
+            _save(tmp_path / "d" / c / f"{i}.png", rng.integers(0, 255, (90, 90, 3)))
+    (tmp_path / "d" / "b" / "1.png").write_text("not a png")
+    r = _cli(["train-verification", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "m.keras"),
+              "--batch-size", "4", "--image-size", "80", "--embedding-size", "32", "--val-fraction", "0",
+              "--quiet"])
+    assert r.exit_code == 2, r.output
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and "1.png: not a readable image" in lines[0], r.stderr
+
+
+# --- checkpoint and log files (no training) ------------------------------------------------
+
+def test_checkpoint_round_trip_and_mismatches(tmp_path):
+    import keras
+
+    from facelivenet.errors import TrainingError
+    from facelivenet.train import checkpoint as ckpt
+
+    a, b = keras.Variable(np.arange(6.0).reshape(2, 3)), keras.Variable(np.ones(4))
+    state = ckpt.TrainState(epoch=3, step=2, global_step=14, best_metric=0.5, best_epoch=1, fingerprint={"x": 1})
+    ckpt.save_checkpoint(tmp_path, [a, b], state)
+    ckpt.save_checkpoint(tmp_path, [a, b], state)                       # replaces the previous one
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
+    a.assign(np.zeros((2, 3)))
+    ckpt.restore_variables(tmp_path, [a, b])
+    np.testing.assert_array_equal(np.asarray(a), np.arange(6.0).reshape(2, 3))
+    assert ckpt.load_state(tmp_path) == state
+    with pytest.raises(TrainingError, match="holds 2 variables, this run has 1"):
+        ckpt.restore_variables(tmp_path, [a])
+    with pytest.raises(TrainingError, match=r"shape \(3,\), checkpoint has \(4,\)"):
+        ckpt.restore_variables(tmp_path, [a, keras.Variable(np.ones(3))])
+    with pytest.raises(TrainingError, match="no checkpoint"):
+        ckpt.load_state(tmp_path / "none")
+
+
+def test_csv_log_resume_truncates_and_plot(tmp_path):
+    from facelivenet.train.logs import CsvLog, plot_multitask, read_csv
+
+    log = CsvLog(tmp_path / "steps.csv", resume=False)
+    for step in range(1, 6):
+        log.write({"step": step, "w1": 0.1 * step, "w2": 1 - 0.1 * step, "l1": 2.0 / step, "l2": 1.0})
+    again = CsvLog(tmp_path / "steps.csv", resume=True)
+    again.truncate("step", 3)
+    again.write({"step": 4, "w1": 0.9, "w2": 0.1, "l1": 0.5, "l2": 1.0})
+    rows = read_csv(tmp_path / "steps.csv")
+    assert [r["step"] for r in rows] == ["1", "2", "3", "4"] and rows[-1]["w1"] == "0.9"
+    png = plot_multitask(tmp_path / "steps.csv", tmp_path / "w.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    CsvLog(tmp_path / "steps.csv", resume=False)                        # a fresh run starts a new file
+    assert not (tmp_path / "steps.csv").exists()
+
+
+@pytest.mark.slow
+def test_resume_refuses_other_settings(id_data, tmp_path):
+    from dataclasses import replace
+
+    from facelivenet.errors import TrainingError
+    from facelivenet.train import checkpoint as ckpt
+    from facelivenet.train.run import train_verification
+
+    cfg = _vcfg(id_data, tmp_path, resume=True)
+    ckpt.save_checkpoint(cfg.work_path, [], ckpt.TrainState(fingerprint={"stage": "expression"}))
+    with pytest.raises(TrainingError, match=r"other settings \(.*stage.*\); cannot resume"):
+        train_verification(cfg)
+    with pytest.raises(TrainingError, match="holds a checkpoint"):
+        train_verification(replace(cfg, resume=False))

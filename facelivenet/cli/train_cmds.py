@@ -54,6 +54,9 @@ _common = _apply([
                  help="tf.distribute: one device, mirrored (local devices), multiworker (TF_CONFIG)."),
     click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
                  help="bf16: mixed bfloat16 (CPUs with AMX, TPUs, recent GPUs); fp16: mixed float16 with loss scaling (GPUs)."),
+    click.option("--bn-batches", type=click.IntRange(min=0), default=20, show_default=True,
+                 help="Batches used after each epoch to re-estimate batch-norm inference statistics "
+                      "(0: keep the 0.995 moving averages, which lag in short runs)."),
     quiet_option,
     json_option,
 ])
@@ -92,7 +95,7 @@ _subject = click.option(
 def _common_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
     keys = ("data", "out", "work_dir", "epochs", "batch_size", "steps_per_epoch", "optimizer",
             "learning_rate", "lr_schedule", "val_fraction", "seed", "random_crop", "flip", "resume",
-            "strategy", "precision", "quiet")
+            "strategy", "precision", "bn_batches", "quiet")
     return {k: kw.pop(k) for k in keys}
 
 

@@ -14,12 +14,14 @@ Validation images are resized to ``image_size`` without a crop, like inference.
 
 from __future__ import annotations
 
-from typing import Sequence
+import contextlib
+import re
+from typing import Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
 
-from facelivenet.errors import DatasetError
+from facelivenet.errors import DatasetError, ImageReadError
 from facelivenet.images import read_image
 from facelivenet.preprocess import resize_face
 
@@ -107,3 +109,19 @@ def eval_dataset(paths: Sequence[str], *, image_size: int, batch_size: int) -> t
     ds = tf.data.Dataset.from_tensor_slices(np.asarray(list(paths), dtype=str))
     ds = ds.map(lambda p: _decode(p, image_size), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.batch(batch_size).prefetch(2)
+
+
+@contextlib.contextmanager
+def image_errors() -> Iterator[None]:
+    """Turn a decoding failure inside the pipeline back into our one-line :class:`ImageReadError`.
+
+    tf.data reports an exception of the Python loader as an ``OpError`` whose message
+    holds the original one; anything else is re-raised unchanged.
+    """
+    try:
+        yield
+    except tf.errors.OpError as exc:
+        m = re.search(r"ImageReadError: (.+)", str(exc))
+        if m:
+            raise ImageReadError(m.group(1).strip()) from None
+        raise

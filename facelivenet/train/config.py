@@ -61,6 +61,8 @@ class TrainConfig:
             ``multiworker`` (``TF_CONFIG`` cluster).
         precision: ``fp32``, ``bf16`` (mixed bfloat16) or ``fp16`` (mixed float16 with
             loss scaling).
+        bn_batches: batches used after each epoch to re-estimate the batch-norm
+            inference statistics (0: keep the moving averages of the 0.995 decay).
         quiet: no progress bar.
     """
 
@@ -80,6 +82,7 @@ class TrainConfig:
     resume: bool = False
     strategy: str = "default"
     precision: str = "fp32"
+    bn_batches: int = 20
     quiet: bool = False
 
     def __post_init__(self) -> None:
@@ -89,6 +92,8 @@ class TrainConfig:
         _positive("batch_size", self.batch_size)
         if self.steps_per_epoch is not None:
             _positive("steps_per_epoch", self.steps_per_epoch)
+        if self.bn_batches < 0:
+            raise ConfigError(f"bn_batches must be >= 0. Received: {self.bn_batches}")
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("strategy", self.strategy, STRATEGIES)
         _choice("precision", self.precision, PRECISIONS)

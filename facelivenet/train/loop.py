@@ -35,7 +35,6 @@ from facelivenet.train.distribute import distribute_options, is_chief, make_stra
 from facelivenet.train.logs import CsvLog, TensorBoard
 from facelivenet.train.stages import Stage
 
-#: The unit optimizer of the multi-task stage is plain SGD.
 OnStep = Callable[[int, Mapping[str, float]], None]
 
 
@@ -72,7 +71,8 @@ class TrainResult:
 
 
 def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
-    """The optimizer for ``--optimizer NAME`` (facenet's settings for RMSProp and momentum)."""
+    """The optimizer for ``--optimizer NAME`` (facenet's settings: Adam epsilon 0.1, RMSProp
+    decay 0.9 / momentum 0.9 / epsilon 1, momentum 0.9)."""
     if name == "adam":
         return keras.optimizers.Adam(learning_rate, epsilon=0.1)
     if name == "sgd":
@@ -138,6 +138,55 @@ def _bar_text(logs: Mapping[str, float]) -> str:
     return " ".join(f"{k} {logs[k]:.4g}" for k in keys)
 
 
+class _BatchNormCalibrator:
+    """Re-estimates the trainable batch norms' inference statistics ("precise BN").
+
+    With the papers' decay of 0.995 the moving averages need several hundred steps to
+    forget their initial values (0 and 1), so a short run, or the first epochs of a
+    long one, would validate and save a model whose inference statistics are not those
+    of its weights. This runs the training forward over ``batches`` batches with the
+    decay set to 0 (so each pass leaves that batch's statistics), averages them, and
+    assigns the averages. Only trainable batch norms change (frozen ones keep theirs).
+    Training itself uses batch statistics and is not affected.
+    """
+
+    def __init__(self, stage: Stage):
+        bn = keras.layers.BatchNormalization
+        self.layers = [l for l in stage.body.layers if isinstance(l, bn) and l.trainable]
+        self._forward = None
+        self.body = stage.body
+
+    def __call__(self, batches) -> int:
+        if not self.layers:
+            return 0
+        if self._forward is None:
+            saved = [l.momentum for l in self.layers]
+            for l in self.layers:
+                l.momentum = 0.0
+            body = self.body
+
+            @tf.function
+            def forward(images):
+                body(images, training=True)
+
+            forward.get_concrete_function(tf.TensorSpec(self.body.input.shape, tf.uint8))
+            for l, m in zip(self.layers, saved):
+                l.momentum = m
+            self._forward = forward
+        sums = None
+        n = 0
+        for images, _ in batches:
+            self._forward(images)
+            stats = [(l.moving_mean.numpy(), l.moving_variance.numpy()) for l in self.layers]
+            sums = stats if sums is None else [(a + m, b + v) for (a, b), (m, v) in zip(sums, stats)]
+            n += 1
+        if n:
+            for l, (m, v) in zip(self.layers, sums):
+                l.moving_mean.assign(m / n)
+                l.moving_variance.assign(v / n)
+        return n
+
+
 def _make_step(stage: Stage, optimizer, unit_optimizer, strategy, global_batch: int):
     main_vars = stage.trainable_variables()
     unit_vars = stage.unit_variables()
@@ -174,6 +223,105 @@ def _make_step(stage: Stage, optimizer, unit_optimizer, strategy, global_batch: 
         return logs
 
     return train_step
+
+
+@dataclass
+class _Epochs:
+    """One run's epoch mechanics: the steps of an epoch, then its end (calibration,
+    validation, logs, best model, checkpoint). ``state`` is updated in place."""
+
+    cfg: TrainConfig
+    stage: Stage
+    data: TrainData
+    strategy: Any
+    chief: bool
+    state: ckpt.TrainState
+    train_step: Callable
+    calibrate: _BatchNormCalibrator
+    validate: Callable[[Stage], dict[str, float]] | None
+    metric: str
+    steps: int
+    steps_log: CsvLog
+    epochs_log: CsvLog
+    board: TensorBoard
+    best_path: Path
+    save_state: Callable[[], Any]
+    after_epoch: Callable[[Path], None] | None
+    on_step: OnStep | None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    _sums: dict[str, float] = field(default_factory=dict)
+    _done: int = 0
+    _t0: float = 0.0
+    _seconds: float = 0.0
+
+    def _batches(self, epoch: int, seed: int, skip: int, count: int):
+        return tfdata.training_dataset(
+            self.data.paths, self.data.labels, image_size=self.stage.net.network_config.image_size,
+            batch_size=self.cfg.batch_size, seed=seed, epoch=epoch, skip_batches=skip,
+            random_crop=self.cfg.random_crop, flip=self.cfg.flip,
+        ).take(count)
+
+    def train(self, epoch: int, lr: float, stop: _StopRequest) -> None:
+        """The remaining steps of ``epoch``; raises KeyboardInterrupt after the step a Ctrl-C fell in."""
+        cfg, state = self.cfg, self.state
+        start = state.step
+        ds = self._batches(epoch, cfg.seed, start, self.steps - start)
+        dist = self.strategy.experimental_distribute_dataset(distribute_options(ds))
+        bar = _Bar(self.steps, f"epoch {epoch + 1}/{cfg.epochs}", cfg.quiet, start)
+        self._sums, self._done, self._t0 = {}, 0, time.perf_counter()
+        try:
+            for images, labels in dist:
+                logs = {k: float(v) for k, v in self.train_step(images, labels).items()}
+                state.step += 1
+                state.global_step += 1
+                self._done += 1
+                if not math.isfinite(logs["loss"]) and cfg.precision != "fp16":
+                    raise TrainingError(
+                        f"loss became {logs['loss']} at step {state.global_step}; lower the learning rate"
+                    )
+                for k, v in logs.items():
+                    self._sums[k] = self._sums.get(k, 0.0) + v
+                if self.chief:
+                    self.steps_log.write({"epoch": epoch, "step": state.global_step, "lr": lr, **logs})
+                    self.board.scalars(logs, state.global_step, "train/")
+                bar.update(_bar_text(logs))
+                if self.on_step is not None:
+                    self.on_step(state.global_step, logs)
+                if stop.requested:
+                    raise KeyboardInterrupt
+        finally:
+            bar.close()
+        self._seconds = time.perf_counter() - self._t0
+
+    def finish(self, epoch: int, lr: float) -> dict[str, Any]:
+        """Calibrate, validate, log, keep the best model, checkpoint; returns the epoch row."""
+        cfg, state = self.cfg, self.state
+        if cfg.bn_batches:
+            self.calibrate(self._batches(epoch, cfg.seed + 1, 0, cfg.bn_batches))
+        row: dict[str, Any] = {"epoch": epoch, "lr": lr}
+        row.update({k: v / max(self._done, 1) for k, v in self._sums.items()})
+        row["images_per_s"] = self._done * cfg.batch_size / max(self._seconds, 1e-9)
+        metrics = self.validate(self.stage) if self.validate is not None else {}
+        row.update(metrics)
+        row["seconds"] = time.perf_counter() - self._t0
+        value = metrics.get(self.metric)
+        state.epoch, state.step = epoch + 1, 0
+        if value is not None and (state.best_metric is None or value > state.best_metric):
+            state.best_metric, state.best_epoch = float(value), epoch
+            if self.chief:
+                save_network(self.stage.net, self.best_path)
+        if self.chief:
+            self.epochs_log.write(row)
+            self.board.scalars(metrics, state.global_step, "val/")
+            self.save_state()
+            if self.after_epoch is not None:
+                self.after_epoch(self.cfg.work_path)
+        self.history.append(row)
+        if not cfg.quiet:
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+            click.echo(f"epoch {epoch + 1}: loss {row.get('loss', float('nan')):.4f}"
+                       + (f", {shown}" if shown else ""), err=True)
+        return row
 
 
 def run_training(
@@ -238,6 +386,7 @@ def run_training(
                 raise TrainingError(f"{work}: checkpoint was made with other settings ({', '.join(diff)}); cannot resume")
             ckpt.restore_variables(work, variables)
         train_step = _make_step(stage, optimizer, unit_optimizer, strategy, cfg.batch_size)
+        calibrate = _BatchNormCalibrator(stage)
 
         work.mkdir(parents=True, exist_ok=True)
         steps_log = CsvLog(work / "steps.csv", resume=cfg.resume)
@@ -247,77 +396,28 @@ def run_training(
             epochs_log.truncate("epoch", state.epoch - 1)
         board = TensorBoard(work / "tensorboard" if chief else None)
         best_path = work / "best.keras"
+        if not cfg.resume and best_path.exists():
+            best_path.unlink()  # left by an earlier run that never reached a checkpoint
         n = len(data.paths)
         full_steps = tfdata.steps_per_epoch(n, cfg.batch_size)
         if full_steps == 0:
             raise TrainingError(f"{n} training images are fewer than one batch of {cfg.batch_size}")
-        n_steps = min(full_steps, cfg.steps_per_epoch or full_steps)
-        history: list[dict[str, Any]] = []
+        run = _Epochs(
+            cfg=cfg, stage=stage, data=data, strategy=strategy, chief=chief, state=state,
+            train_step=train_step, calibrate=calibrate, validate=validate, metric=metric,
+            steps=min(full_steps, cfg.steps_per_epoch or full_steps), steps_log=steps_log,
+            epochs_log=epochs_log, board=board, best_path=best_path, save_state=lambda: ckpt.save_checkpoint(
+                work, variables, state), after_epoch=after_epoch, on_step=on_step,
+        )
         try:
-            with _StopRequest() as stop:
+            with _StopRequest() as stop, tfdata.image_errors():
                 for epoch in range(state.epoch, cfg.epochs):
                     lr = schedule.lr_at(epoch)
                     if lr is None:
                         break
                     optimizer.learning_rate = lr
-                    start = state.step
-                    ds = tfdata.training_dataset(
-                        data.paths, data.labels, image_size=stage.net.network_config.image_size,
-                        batch_size=cfg.batch_size, seed=cfg.seed, epoch=epoch, skip_batches=start,
-                        random_crop=cfg.random_crop, flip=cfg.flip,
-                    ).take(n_steps - start)
-                    dist = strategy.experimental_distribute_dataset(distribute_options(ds))
-                    bar = _Bar(n_steps, f"epoch {epoch + 1}/{cfg.epochs}", cfg.quiet, start)
-                    sums: dict[str, float] = {}
-                    t0 = time.perf_counter()
-                    done = 0
-                    try:
-                        for images, labels in dist:
-                            logs = {k: float(v) for k, v in train_step(images, labels).items()}
-                            state.step += 1
-                            state.global_step += 1
-                            done += 1
-                            if not math.isfinite(logs["loss"]) and cfg.precision != "fp16":
-                                raise TrainingError(
-                                    f"loss became {logs['loss']} at step {state.global_step}; "
-                                    "lower the learning rate"
-                                )
-                            for k, v in logs.items():
-                                sums[k] = sums.get(k, 0.0) + v
-                            if chief:
-                                steps_log.write({"epoch": epoch, "step": state.global_step, "lr": lr, **logs})
-                                board.scalars(logs, state.global_step, "train/")
-                            bar.update(_bar_text(logs))
-                            if on_step is not None:
-                                on_step(state.global_step, logs)
-                            if stop.requested:
-                                raise KeyboardInterrupt
-                    finally:
-                        bar.close()
-                    seconds = time.perf_counter() - t0
-                    row: dict[str, Any] = {"epoch": epoch, "lr": lr}
-                    row.update({k: v / max(done, 1) for k, v in sums.items()})
-                    row["images_per_s"] = done * cfg.batch_size / max(seconds, 1e-9)
-                    metrics = validate(stage) if validate is not None else {}
-                    row.update(metrics)
-                    row["seconds"] = time.perf_counter() - t0
-                    value = metrics.get(metric)
-                    state.epoch, state.step = epoch + 1, 0
-                    if value is not None and (state.best_metric is None or value > state.best_metric):
-                        state.best_metric, state.best_epoch = float(value), epoch
-                        if chief:
-                            save_network(stage.net, best_path)
-                    if chief:
-                        epochs_log.write(row)
-                        board.scalars(metrics, state.global_step, "val/")
-                        ckpt.save_checkpoint(work, variables, state)
-                        if after_epoch is not None:
-                            after_epoch(work)
-                    history.append(row)
-                    if not cfg.quiet:
-                        shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-                        click.echo(f"epoch {epoch + 1}: loss {row.get('loss', float('nan')):.4f}"
-                                   + (f", {shown}" if shown else ""), err=True)
+                    run.train(epoch, lr, stop)
+                    run.finish(epoch, lr)
                     if stop.requested:
                         raise KeyboardInterrupt
         except KeyboardInterrupt:
@@ -333,6 +433,7 @@ def run_training(
         out = Path(cfg.out)
         if chief:
             save_network(stage.net, out)
+        history = run.history
     return TrainResult(
         model=out,
         best_model=best_path if best_path.exists() else None,

@@ -22,7 +22,7 @@ from facelivenet.data.datasets import (
 )
 from facelivenet.data.pairs import read_pairs, resolve_pair_images, sample_pairs
 from facelivenet.data.schedule import LRSchedule, read_lr_schedule
-from facelivenet.errors import DatasetError, TrainingError
+from facelivenet.errors import DatasetError
 from facelivenet.eval.metrics import kfold_accuracy, squared_l2_distances
 from facelivenet.models.io import load_network
 from facelivenet.models.network import FaceLiveNet
@@ -274,4 +274,4 @@ def _write_names(path: Path, names: Sequence[str]) -> None:
         atomic_write_text(path, "".join(f"{n}\n" for n in names))
 
 
-__all__ = ["train_verification", "train_expression", "train_multitask", "TrainResult", "TrainingError"]
+__all__ = ["train_verification", "train_expression", "train_multitask", "TrainResult"]

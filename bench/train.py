@@ -1,0 +1,111 @@
+"""Training-throughput benchmark (stage 1 step) on this machine.
+
+Prints, for each preset at the given input size and each precision: the measured
+training throughput (images/s) of one compiled stage-1 step (forward, backward,
+optimizer update, center update; stem + branch 1 + identity head, ICPR loss) on a
+fixed in-memory batch, and in the same run the hardware bound
+``peak / (3 x forward FLOPs per image)`` with the matmul peak measured in the same
+precision. (3 x forward: the backward pass costs about twice the forward.)
+
+    .venv/bin/python bench/train.py [--presets full,simple] [--size 160] [--batch 32]
+                                    [--steps 5] [--precisions fp32,bf16] [--ids 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from facelivenet.config import NetworkConfig  # noqa: E402
+from facelivenet.models.network import FaceLiveNet  # noqa: E402
+from facelivenet.train.config import VerificationLossConfig  # noqa: E402
+from facelivenet.train.distribute import precision_policy  # noqa: E402
+from facelivenet.train.loop import _make_step, make_optimizer  # noqa: E402
+from facelivenet.train.stages import VerificationStage  # noqa: E402
+
+
+def layer_flops(layers) -> int:
+    """2 x multiply-adds of the Conv2D and Dense layers (one image)."""
+    total = 0
+    for layer in layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            kh, kw = layer.kernel_size
+            cin = layer.input.shape[-1]
+            _, h, w, cout = layer.output.shape
+            total += 2 * kh * kw * cin * cout * h * w
+        elif isinstance(layer, keras.layers.Dense):
+            total += 2 * layer.kernel.shape[0] * layer.units
+    return total
+
+
+def matmul_peak(dtype: tf.DType, n: int = 2048, seconds: float = 2.0) -> float:
+    """Measured FLOP/s of an n x n x n matmul in ``dtype`` (best of repeated runs)."""
+    a = tf.cast(tf.random.normal((n, n)), dtype)
+    f = tf.function(lambda x: tf.matmul(x, x))
+    f(a).numpy()
+    best = 0.0
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        t = time.perf_counter()
+        f(a).numpy()
+        best = max(best, 2 * n**3 / (time.perf_counter() - t))
+    return best
+
+
+def train_throughput(cfg: NetworkConfig, precision: str, batch: int, steps: int, ids: int) -> tuple[float, int]:
+    """(images/s of the best step, training FLOPs per image = 3 x forward) for one configuration."""
+    strategy = tf.distribute.get_strategy()
+    with precision_policy(precision):
+        keras.utils.set_random_seed(0)
+        stage = VerificationStage(FaceLiveNet(cfg), ids, VerificationLossConfig())
+        optimizer = make_optimizer("adam", 1e-3)
+        optimizer.build(stage.trainable_variables())
+        step = _make_step(stage, optimizer, None, strategy, batch)
+        rng = np.random.default_rng(0)
+        images = tf.constant(rng.integers(0, 255, (batch, cfg.image_size, cfg.image_size, 3), dtype=np.uint8))
+        labels = tf.constant(rng.integers(0, ids, batch).astype(np.int32))
+        step(images, labels)["loss"].numpy()          # trace + warm-up
+        best = float("inf")
+        for _ in range(steps):
+            t = time.perf_counter()
+            step(images, labels)["loss"].numpy()
+            best = min(best, time.perf_counter() - t)
+        flops = 3 * layer_flops(list(stage.body.layers) + [stage.term.head])
+    return batch / best, flops
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--presets", default="full,simple")
+    ap.add_argument("--size", type=int, default=160)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=5, help="timed steps (best is reported)")
+    ap.add_argument("--precisions", default="fp32,bf16")
+    ap.add_argument("--ids", type=int, default=1000, help="identities of the training head")
+    args = ap.parse_args()
+
+    print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPUs; "
+          f"stage-1 step, batch {args.batch}, {args.size}x{args.size}, {args.ids} identities")
+    peaks = {}
+    for precision in args.precisions.split(","):
+        dtype = {"fp32": tf.float32, "bf16": tf.bfloat16, "fp16": tf.float16}[precision]
+        peaks[precision] = matmul_peak(dtype)
+    print("matmul peak: " + ", ".join(f"{p} {v / 1e9:.1f} GFLOP/s" for p, v in peaks.items()))
+    for preset in args.presets.split(","):
+        cfg = NetworkConfig.from_preset(preset, image_size=args.size, embedding_size=128)
+        for precision in args.precisions.split(","):
+            rate, flops = train_throughput(cfg, precision, args.batch, args.steps, args.ids)
+            bound = peaks[precision] / flops
+            print(f"[{preset:6s}] {precision}: {rate:8.1f} images/s   bound {bound:8.1f} images/s "
+                  f"(3 x {flops / 3e9:.2f} GFLOPs/image)   {rate / bound:5.2f} of bound")
+
+
+if __name__ == "__main__":
+    main()
