@@ -18,6 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from hw import layer_flops, matmul_peak  # noqa: E402  (bench/hw.py)
 
 from facelivenet.config import NetworkConfig  # noqa: E402
 from facelivenet.models.compiled import compile_forward, inference_model  # noqa: E402
@@ -25,32 +26,8 @@ from facelivenet.models.network import FaceLiveNet  # noqa: E402
 
 
 def forward_flops(network: keras.Model) -> int:
-    """Multiply-adds x 2 of every Conv2D and Dense layer in the inference graph (one face)."""
-    total = 0
-    for layer in inference_model(network).layers:
-        if isinstance(layer, keras.layers.Conv2D):
-            kh, kw = layer.kernel_size
-            cin = layer.input.shape[-1]
-            _, h, w, cout = layer.output.shape
-            total += 2 * kh * kw * cin * cout * h * w
-        elif isinstance(layer, keras.layers.Dense):
-            total += 2 * layer.input.shape[-1] * layer.units
-    return total
-
-
-def matmul_peak(dtype: tf.DType, n: int = 2048, seconds: float = 2.0) -> float:
-    """Measured FLOP/s of an n x n x n matmul in ``dtype`` (best of repeated runs)."""
-    a = tf.random.normal((n, n), dtype=tf.float32)
-    a = tf.cast(a, dtype)
-    f = tf.function(lambda x: tf.matmul(x, x))
-    f(a).numpy()
-    best = 0.0
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        t = time.perf_counter()
-        f(a).numpy()
-        best = max(best, 2 * n**3 / (time.perf_counter() - t))
-    return best
+    """FLOPs of the inference graph (both branches) for one face."""
+    return layer_flops(inference_model(network).layers)
 
 
 def time_forward(run, batch: np.ndarray, repeats: int) -> float:

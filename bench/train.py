@@ -22,6 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from hw import layer_flops, matmul_peak  # noqa: E402  (bench/hw.py)
 
 from facelivenet.config import NetworkConfig  # noqa: E402
 from facelivenet.models.network import FaceLiveNet  # noqa: E402
@@ -29,34 +30,6 @@ from facelivenet.train.config import VerificationLossConfig  # noqa: E402
 from facelivenet.train.distribute import precision_policy  # noqa: E402
 from facelivenet.train.loop import _make_step, make_optimizer  # noqa: E402
 from facelivenet.train.stages import VerificationStage  # noqa: E402
-
-
-def layer_flops(layers) -> int:
-    """2 x multiply-adds of the Conv2D and Dense layers (one image)."""
-    total = 0
-    for layer in layers:
-        if isinstance(layer, keras.layers.Conv2D):
-            kh, kw = layer.kernel_size
-            cin = layer.input.shape[-1]
-            _, h, w, cout = layer.output.shape
-            total += 2 * kh * kw * cin * cout * h * w
-        elif isinstance(layer, keras.layers.Dense):
-            total += 2 * layer.kernel.shape[0] * layer.units
-    return total
-
-
-def matmul_peak(dtype: tf.DType, n: int = 2048, seconds: float = 2.0) -> float:
-    """Measured FLOP/s of an n x n x n matmul in ``dtype`` (best of repeated runs)."""
-    a = tf.cast(tf.random.normal((n, n)), dtype)
-    f = tf.function(lambda x: tf.matmul(x, x))
-    f(a).numpy()
-    best = 0.0
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        t = time.perf_counter()
-        f(a).numpy()
-        best = max(best, 2 * n**3 / (time.perf_counter() - t))
-    return best
 
 
 def train_throughput(cfg: NetworkConfig, precision: str, batch: int, steps: int, ids: int) -> tuple[float, int]:

@@ -28,6 +28,18 @@ def check_input_file(path: str | os.PathLike, kind: str, error: type[InputError]
     return p
 
 
+def read_text_file(path: str | os.PathLike, what: str, error: type[InputError] = InputError) -> str:
+    """The text of ``path``; ``error`` naming it (and ``what`` it should be, e.g.
+    "pairs file") when it is missing or unreadable."""
+    p = Path(path)
+    try:
+        return p.read_text()
+    except FileNotFoundError:
+        raise error(f"{p}: no such {what}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{p}: unreadable {what} ({exc})") from None
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path in ``path``'s directory; rename it over ``path`` on success.

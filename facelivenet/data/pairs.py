@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from facelivenet.errors import DatasetError, FileFormatError
+from facelivenet.utils import read_text_file
 
 #: Image extensions tried, in order, for a pair's image file.
 PAIR_IMAGE_EXTENSIONS = (".jpg", ".png", ".jpeg", ".bmp", ".pgm")
@@ -99,14 +100,7 @@ def parse_pairs(text: str, source: str = "<pairs>") -> PairsFile:
 
 def read_pairs(path: str | os.PathLike) -> PairsFile:
     """Read and parse a pairs file."""
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except FileNotFoundError:
-        raise FileFormatError(f"{p}: no such pairs file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FileFormatError(f"{p}: unreadable pairs file ({exc})") from None
-    return parse_pairs(text, str(p))
+    return parse_pairs(read_text_file(path, "pairs file", FileFormatError), str(path))
 
 
 def image_path(images_dir: str | os.PathLike, name: str, index: int) -> Path | None:

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 from facelivenet.errors import FileFormatError
+from facelivenet.utils import read_text_file
 
 
 @dataclass(frozen=True)
@@ -91,11 +91,4 @@ def parse_lr_schedule(text: str, source: str = "<schedule>") -> LRSchedule:
 
 def read_lr_schedule(path: str | os.PathLike) -> LRSchedule:
     """Read and parse a schedule file."""
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except FileNotFoundError:
-        raise FileFormatError(f"{p}: no such schedule file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FileFormatError(f"{p}: unreadable schedule file ({exc})") from None
-    return parse_lr_schedule(text, str(p))
+    return parse_lr_schedule(read_text_file(path, "schedule file", FileFormatError), str(path))

@@ -17,7 +17,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 import keras
 from keras import layers, ops
@@ -150,18 +150,25 @@ class FaceLiveNet(keras.Model):
         name and shape (the Block8 tower; the bottleneck differs in width and is
         skipped). Returns the number of layers copied.
         """
-        copied = 0
-        for src in self.branch_layers(VERIF):
-            dst_name = EXPR + src.name[len(VERIF):]
-            try:
-                dst = self.get_layer(dst_name)
-            except ValueError:
-                continue
-            sw, dw = src.get_weights(), dst.get_weights()
-            if sw and len(sw) == len(dw) and all(a.shape == b.shape for a, b in zip(sw, dw)):
-                dst.set_weights(sw)
-                copied += 1
-        return copied
+        by_name = {layer.name: layer for layer in self.layers}
+        pairs = ((src, by_name.get(EXPR + src.name[len(VERIF):])) for src in self.branch_layers(VERIF))
+        return copy_matching_weights((src, dst) for src, dst in pairs if dst is not None)
+
+
+def copy_matching_weights(pairs: Iterable[tuple[keras.layers.Layer, keras.layers.Layer]]) -> int:
+    """Copy each (source, destination) layer's weights when they match in number and
+    every shape; layers without weights or of other shapes are left alone.
+
+    Returns:
+        The number of layers copied.
+    """
+    copied = 0
+    for src, dst in pairs:
+        sw, dw = src.get_weights(), dst.get_weights()
+        if sw and len(sw) == len(dw) and all(a.shape == b.shape for a, b in zip(sw, dw)):
+            dst.set_weights(sw)
+            copied += 1
+    return copied
 
 
 def task_weights_mean(per_sample_weights):

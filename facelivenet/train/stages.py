@@ -24,7 +24,7 @@ import keras
 from keras import ops
 
 from facelivenet import losses
-from facelivenet.models.network import FaceLiveNet
+from facelivenet.models.network import FaceLiveNet, copy_matching_weights
 from facelivenet.train.config import VerificationLossConfig
 
 Reduce = Callable[[object], object]
@@ -60,17 +60,8 @@ def transfer_weights(src: keras.Model, dst: keras.Model) -> int:
     Returns the number of layers copied. Used to carry a model's weights into a new
     model whose expression head has a different class list.
     """
-    copied = 0
-    for layer in dst.layers:
-        try:
-            other = src.get_layer(layer.name)
-        except ValueError:
-            continue
-        sw, dw = other.get_weights(), layer.get_weights()
-        if sw and len(sw) == len(dw) and all(a.shape == b.shape for a, b in zip(sw, dw)):
-            layer.set_weights(sw)
-            copied += 1
-    return copied
+    by_name = {layer.name: layer for layer in src.layers}
+    return copy_matching_weights((by_name[l.name], l) for l in dst.layers if l.name in by_name)
 
 
 class _VerificationTerm:
