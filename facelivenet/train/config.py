@@ -143,7 +143,28 @@ class VerificationLossConfig:
 
 
 @dataclass(frozen=True)
-class VerificationConfig(TrainConfig):
+class FreshNetworkConfig(TrainConfig):
+    """Settings of a command that can build a fresh network: its architecture.
+
+    Attributes:
+        preset, embedding_size, image_size, weight_decay, dropout, standardization:
+            architecture of a fresh model (see :class:`facelivenet.config.NetworkConfig`).
+    """
+
+    preset: str = "simple"
+    embedding_size: int = 128
+    image_size: int = 160
+    weight_decay: float = 5e-5
+    dropout: float = 0.5
+    standardization: str = "fixed"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _network_options(self)
+
+
+@dataclass(frozen=True)
+class VerificationConfig(FreshNetworkConfig):
     """Stage 1: stem + branch 1 on an identity dataset (folders = identities).
 
     Attributes:
@@ -156,12 +177,6 @@ class VerificationConfig(TrainConfig):
     """
 
     model: str | None = None
-    preset: str = "simple"
-    embedding_size: int = 128
-    image_size: int = 160
-    weight_decay: float = 5e-5
-    dropout: float = 0.5
-    standardization: str = "fixed"
     loss: VerificationLossConfig = field(default_factory=VerificationLossConfig)
     min_images_per_class: int = 2
     val_pairs: str | None = None
@@ -169,13 +184,12 @@ class VerificationConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _network_options(self)
         if (self.val_pairs is None) != (self.val_images is None):
             raise ConfigError("--val-pairs and --val-images go together")
 
 
 @dataclass(frozen=True)
-class ExpressionConfig(TrainConfig):
+class ExpressionConfig(FreshNetworkConfig):
     """Stage 2: branch 2 on an expression dataset (folders = expressions).
 
     Attributes:
@@ -196,16 +210,9 @@ class ExpressionConfig(TrainConfig):
     center_loss_alfa: float = 0.5
     subject_regex: str = CKPLUS_SUBJECT_REGEX
     val_data: str | None = None
-    preset: str = "simple"
-    embedding_size: int = 128
-    image_size: int = 160
-    weight_decay: float = 5e-5
-    dropout: float = 0.5
-    standardization: str = "fixed"
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _network_options(self)
         if self.from_scratch == (self.model is not None):
             raise ConfigError("give either --model STAGE1.keras or --from-scratch")
         if self.center_loss_factor < 0:
