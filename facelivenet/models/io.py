@@ -35,8 +35,8 @@ def resolve_model_path(path: str | os.PathLike | None) -> Path:
         p = default_model_path()
         if not p.is_file():
             raise ModelLoadError(
-                f"no default model at {p}: it is built by bin/train-default (see models/README.md); "
-                "pass --model PATH to use another model"
+                f"no default model at {p} (see models/README.md); pass --model PATH, e.g. a model "
+                "trained with `facelivenet train-verification` and `train-expression`"
             )
         return p
     p = Path(path)
