@@ -285,3 +285,35 @@ def test_realtime_bad_source_is_an_error(tiny_model_path, tmp_path):
     res = _runner().invoke(cli, ["realtime", "--source", str(tmp_path / "nope.mp4"), "--model", str(tiny_model_path),
                                  "--ref", str(ref), "--headless"])
     assert res.exit_code == 2 and "nope.mp4: no such file" in res.stderr
+
+
+@pytest.mark.slow
+def test_realtime_window_on_a_virtual_display(tiny_model_path, face_clip, tmp_path):
+    """The OpenCV window path (prompt, bars, banner) runs to a decision on Xvfb."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import time
+
+    if shutil.which("Xvfb") is None:
+        pytest.skip("Xvfb is not installed")
+    ref = tmp_path / "ref.png"
+    cv2.imwrite(str(ref), cv2.cvtColor(_face_frame(), cv2.COLOR_RGB2BGR))
+    display = ":97"
+    xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", "800x600x24"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.0)
+        proc = subprocess.run(
+            [sys.executable, "-m", "facelivenet", "realtime", "--source", str(face_clip), "--model",
+             str(tiny_model_path), "--ref", str(ref), "--expressions", "happy"],
+            env={**os.environ, "DISPLAY": display}, capture_output=True, text=True, timeout=300,
+        )
+    finally:
+        xvfb.terminate()
+        xvfb.wait(timeout=10)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert proc.stdout.startswith("REJECT:")
+    assert "challenge: neutral, then happy" in proc.stderr
+    assert "QFontDatabase" not in proc.stderr

@@ -29,6 +29,11 @@ class Window:
     """An OpenCV window showing the prompt, countdown, face boxes, bars and the verdict."""
 
     def __init__(self, title: str = "facelivenet", threshold: float = 1.1):
+        import os
+
+        # OpenCV's bundled Qt warns about its missing font folder on every start; our
+        # window draws its text with OpenCV, so keep those warnings off the terminal.
+        os.environ.setdefault("QT_LOGGING_RULES", "default.warning=false")
         import cv2
 
         self.cv2 = cv2
