@@ -46,6 +46,9 @@ class NetworkConfig:
     Attributes:
         preset: name of the depth preset the depths came from, or ``"custom"``.
         depths: (N35, N17, N8) block repetitions.
+        width: multiplier of every convolution's filter count (1.0 = facenet's widths;
+            e.g. 0.28 with the simple depths gives 1.36M parameters, about the ICPR
+            paper's 1.31M).
         embedding_size: size of the L2-normalised identity embedding.
         image_size: side of the square RGB input in pixels.
         expression_classes: expression class names, in logit order.
@@ -65,6 +68,7 @@ class NetworkConfig:
 
     preset: str = "simple"
     depths: tuple[int, int, int] = PRESETS["simple"]
+    width: float = 1.0
     embedding_size: int = 512
     image_size: int = 160
     expression_classes: tuple[str, ...] = FER2013_CLASSES
@@ -84,6 +88,8 @@ class NetworkConfig:
         )
         if len(self.depths) != 3 or min(self.depths) < 0:
             raise ConfigError(f"depths must be three counts >= 0. Received: depths={self.depths}")
+        if not 0.0 < self.width <= 4.0:
+            raise ConfigError(f"width must be in (0, 4]. Received: width={self.width}")
         if self.embedding_size < 1:
             raise ConfigError(f"embedding_size must be >= 1. Received: embedding_size={self.embedding_size}")
         if self.image_size < 75:

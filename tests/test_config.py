@@ -29,6 +29,8 @@ def test_dict_round_trip_is_exact():
     [
         (dict(depths=(1, 1)), "depths"),
         (dict(embedding_size=0), "embedding_size"),
+        (dict(width=0.0), "width"),
+        (dict(width=5.0), "width"),
         (dict(image_size=40), "image_size"),
         (dict(expression_classes=("happy",)), "at least 2"),
         (dict(expression_classes=("happy", "happy")), "distinct"),

@@ -81,3 +81,23 @@ def test_branch2_is_initialised_from_branch1(tiny_config):
     # Block8 x (1 + 1 linear), each: 4 conv + 4 BN + up = 9 layers; bottleneck widths differ.
     assert copied == 18
     np.testing.assert_array_equal(src, net.get_layer(f"{EXPR}_Block8_1_up").get_weights()[0])
+
+
+def test_width_multiplier_scales_filters_and_keeps_the_graph():
+    narrow = FaceLiveNet(NetworkConfig.from_preset("simple", width=0.28))
+    # About the ICPR paper's 1.31M parameters for its light model.
+    assert narrow.count_params() == 1_359_682
+    # Mixed_7a concatenates 384 + 256 + 256 conv filters (x 0.28, rounded: 108 + 72 + 72) and
+    # the pooled 17x17 map, whose channels are Mixed_6a's: 384 + 256 filters + the 256-channel
+    # stem output, also x 0.28 (108 + 72 + 72).
+    assert narrow.get_layer("Mixed_7a_concat").output.shape[-1] == (108 + 72 + 72) + (108 + 72 + 72)
+    out = narrow(np.zeros((1, 160, 160, 3), np.uint8))
+    assert tuple(out["embedding"].shape) == (1, 512) and tuple(out["expression_probs"].shape) == (1, 7)
+    assert [l.name for l in narrow.layers] == [l.name for l in FaceLiveNet(NetworkConfig.from_preset("simple")).layers]
+
+
+def test_width_round_trips_through_save(tmp_path):
+    from facelivenet.api import load_model, new_model
+
+    new_model(NetworkConfig.from_preset("simple", width=0.5, image_size=80, embedding_size=16)).save(tmp_path / "w.keras")
+    assert load_model(tmp_path / "w.keras").config.width == 0.5

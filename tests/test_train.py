@@ -387,3 +387,14 @@ def test_resume_refuses_other_settings(id_data, tmp_path):
         train_verification(cfg)
     with pytest.raises(TrainingError, match="holds a checkpoint"):
         train_verification(replace(cfg, resume=False))
+
+
+def test_width_reaches_the_fresh_network(tmp_path):
+    from facelivenet.errors import ConfigError
+    from facelivenet.train.run import _fresh_network
+
+    net = _fresh_network(_vcfg(tmp_path, tmp_path, width=0.5))
+    assert net.network_config.width == 0.5
+    assert net.get_layer("Conv2d_1a_3x3_conv").filters == 16
+    with pytest.raises(ConfigError, match="width"):
+        _vcfg(tmp_path, tmp_path, width=0.0)

@@ -33,7 +33,7 @@ def _info_text(d: dict) -> str:
     return "\n".join([
         f"model:          {d['source']}",
         f"architecture:   Inception-ResNet-v1 two-branch, preset {c['preset']} "
-        f"(N35/N17/N8 = {'/'.join(map(str, c['depths']))})",
+        f"(N35/N17/N8 = {'/'.join(map(str, c['depths']))}, width {c['width']:g})",
         f"parameters:     {p['total']:,} total, {p['trainable']:,} trainable, "
         f"{p['stem_and_branch1']:,} in stem + branch 1",
         f"input:          {c['image_size']}x{c['image_size']} RGB, standardisation {c['standardization']}, "
@@ -95,6 +95,8 @@ def _analyze_text(d: dict) -> str:
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), default="simple", show_default=True,
               help="Block depths N35/N17/N8: full = 5/10/5, simple = 1/1/1.")
+@click.option("--width", type=click.FloatRange(0, 4, min_open=True), default=1.0, show_default=True,
+              help="Filter-count multiplier (0.28 with simple ~ the ICPR paper's 1.3M parameters).")
 @click.option("--embedding-size", type=click.IntRange(1), default=512, show_default=True)
 @click.option("--image-size", type=click.IntRange(75), default=160, show_default=True)
 @click.option("--classes", default=",".join(FER2013_CLASSES), show_default=True,
@@ -105,7 +107,7 @@ def _analyze_text(d: dict) -> str:
 @click.option("--seed", type=int, default=None, help="Seed for the weight initialisation.")
 @click.option("--force", is_flag=True, help="Overwrite OUT if it exists.")
 @json_option
-def create_model(out, preset, embedding_size, image_size, classes, standardization, alignment,
+def create_model(out, preset, width, embedding_size, image_size, classes, standardization, alignment,
                  dropout, seed, force, as_json):
     """Write a freshly initialised (untrained) model to OUT (.keras).
 
@@ -122,7 +124,7 @@ def create_model(out, preset, embedding_size, image_size, classes, standardizati
         raise CliError(f"{out}: already exists (use --force to overwrite)")
     names = tuple(c.strip() for c in classes.split(",") if c.strip())
     cfg = NetworkConfig.from_preset(
-        preset, embedding_size=embedding_size, image_size=image_size, expression_classes=names,
+        preset, width=width, embedding_size=embedding_size, image_size=image_size, expression_classes=names,
         standardization=standardization, alignment=alignment, dropout=dropout,
     )
     model = new_model(cfg, seed=seed)

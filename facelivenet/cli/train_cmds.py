@@ -64,6 +64,9 @@ _common = _apply([
 _architecture = _apply([
     click.option("--preset", type=click.Choice(sorted(PRESETS)), default="simple", show_default=True,
                  help="Depth preset of a fresh network (simple 1/1/1, full 5/10/5)."),
+    click.option("--width", type=click.FloatRange(0, 4, min_open=True), default=1.0, show_default=True,
+                 help="Filter-count multiplier of a fresh network (0.28 with simple ~ the paper's 1.3M "
+                      "parameters)."),
     click.option("--embedding-size", type=click.IntRange(min=1), default=128, show_default=True),
     click.option("--image-size", type=click.IntRange(min=75), default=160, show_default=True),
     click.option("--weight-decay", type=click.FloatRange(min=0), default=5e-5, show_default=True,
@@ -100,7 +103,7 @@ def _common_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _architecture_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
-    keys = ("preset", "embedding_size", "image_size", "weight_decay", "dropout", "standardization")
+    keys = ("preset", "width", "embedding_size", "image_size", "weight_decay", "dropout", "standardization")
     return {k: kw.pop(k) for k in keys}
 
 

@@ -22,10 +22,18 @@ def _regularizer(weight_decay: float):
     return keras.regularizers.L2(weight_decay) if weight_decay > 0 else None
 
 
-def apply_conv_bn(x, filters, kernel_size, strides=1, padding="same", *, name, weight_decay=0.0):
-    """Conv2D (no bias) → BatchNorm → ReLU, named like facenet's slim scopes."""
+def scaled_filters(filters: int, width: float) -> int:
+    """facenet's filter count ``filters`` times the width multiplier (at least 8)."""
+    return filters if width == 1.0 else max(8, int(round(filters * width)))
+
+
+def apply_conv_bn(x, filters, kernel_size, strides=1, padding="same", *, name, weight_decay=0.0, width=1.0):
+    """Conv2D (no bias) → BatchNorm → ReLU, named like facenet's slim scopes.
+
+    ``filters`` is facenet's count; ``width`` scales it (see :func:`scaled_filters`).
+    """
     x = layers.Conv2D(
-        filters, kernel_size, strides=strides, padding=padding, use_bias=False,
+        scaled_filters(filters, width), kernel_size, strides=strides, padding=padding, use_bias=False,
         kernel_regularizer=_regularizer(weight_decay), name=f"{name}_conv",
     )(x)
     x = layers.BatchNormalization(
@@ -34,7 +42,8 @@ def apply_conv_bn(x, filters, kernel_size, strides=1, padding="same", *, name, w
     return layers.Activation("relu", name=f"{name}_relu")(x)
 
 
-def _close_residual(x, mixed, scale, activation, *, name, weight_decay):
+def _close_residual(x, mixed, scale, activation, *, name, weight_decay, width=1.0):
+    # The 1x1 "up" convolution restores x's channel count, which already carries ``width``.
     up = layers.Conv2D(
         x.shape[-1], 1, use_bias=True, kernel_regularizer=_regularizer(weight_decay),
         name=f"{name}_up",
@@ -47,9 +56,9 @@ def _close_residual(x, mixed, scale, activation, *, name, weight_decay):
     return x
 
 
-def apply_block35(x, scale=0.17, activation=True, *, name, weight_decay=0.0):
+def apply_block35(x, scale=0.17, activation=True, *, name, weight_decay=0.0, width=1.0):
     """35x35 residual block (Inception-ResNet-A): 3 towers of 32 filters."""
-    kw = dict(weight_decay=weight_decay)
+    kw = dict(weight_decay=weight_decay, width=width)
     b0 = apply_conv_bn(x, 32, 1, name=f"{name}_b0_1x1", **kw)
     b1 = apply_conv_bn(x, 32, 1, name=f"{name}_b1_1x1", **kw)
     b1 = apply_conv_bn(b1, 32, 3, name=f"{name}_b1_3x3", **kw)
@@ -60,9 +69,9 @@ def apply_block35(x, scale=0.17, activation=True, *, name, weight_decay=0.0):
     return _close_residual(x, mixed, scale, activation, name=name, **kw)
 
 
-def apply_block17(x, scale=0.10, activation=True, *, name, weight_decay=0.0):
+def apply_block17(x, scale=0.10, activation=True, *, name, weight_decay=0.0, width=1.0):
     """17x17 residual block (Inception-ResNet-B): 1x1 and factorised 1x7/7x1 towers."""
-    kw = dict(weight_decay=weight_decay)
+    kw = dict(weight_decay=weight_decay, width=width)
     b0 = apply_conv_bn(x, 128, 1, name=f"{name}_b0_1x1", **kw)
     b1 = apply_conv_bn(x, 128, 1, name=f"{name}_b1_1x1", **kw)
     b1 = apply_conv_bn(b1, 128, (1, 7), name=f"{name}_b1_1x7", **kw)
@@ -71,9 +80,9 @@ def apply_block17(x, scale=0.10, activation=True, *, name, weight_decay=0.0):
     return _close_residual(x, mixed, scale, activation, name=name, **kw)
 
 
-def apply_block8(x, scale=0.20, activation=True, *, name, weight_decay=0.0):
+def apply_block8(x, scale=0.20, activation=True, *, name, weight_decay=0.0, width=1.0):
     """8x8 residual block (Inception-ResNet-C): 1x1 and factorised 1x3/3x1 towers."""
-    kw = dict(weight_decay=weight_decay)
+    kw = dict(weight_decay=weight_decay, width=width)
     b0 = apply_conv_bn(x, 192, 1, name=f"{name}_b0_1x1", **kw)
     b1 = apply_conv_bn(x, 192, 1, name=f"{name}_b1_1x1", **kw)
     b1 = apply_conv_bn(b1, 192, (1, 3), name=f"{name}_b1_1x3", **kw)
@@ -82,9 +91,9 @@ def apply_block8(x, scale=0.20, activation=True, *, name, weight_decay=0.0):
     return _close_residual(x, mixed, scale, activation, name=name, **kw)
 
 
-def apply_reduction_a(x, k=192, l=192, m=256, n=384, *, name, weight_decay=0.0):
+def apply_reduction_a(x, k=192, l=192, m=256, n=384, *, name, weight_decay=0.0, width=1.0):
     """Mixed_6a (reduction A): 35x35 → 17x17."""
-    kw = dict(weight_decay=weight_decay)
+    kw = dict(weight_decay=weight_decay, width=width)
     b0 = apply_conv_bn(x, n, 3, strides=2, padding="valid", name=f"{name}_b0_3x3", **kw)
     b1 = apply_conv_bn(x, k, 1, name=f"{name}_b1_1x1", **kw)
     b1 = apply_conv_bn(b1, l, 3, name=f"{name}_b1_3x3", **kw)
@@ -93,9 +102,9 @@ def apply_reduction_a(x, k=192, l=192, m=256, n=384, *, name, weight_decay=0.0):
     return layers.Concatenate(name=f"{name}_concat")([b0, b1, b2])
 
 
-def apply_reduction_b(x, *, name, weight_decay=0.0):
+def apply_reduction_b(x, *, name, weight_decay=0.0, width=1.0):
     """Mixed_7a (reduction B): 17x17 → 8x8, 896 → 1792 channels."""
-    kw = dict(weight_decay=weight_decay)
+    kw = dict(weight_decay=weight_decay, width=width)
     b0 = apply_conv_bn(x, 256, 1, name=f"{name}_b0_1x1", **kw)
     b0 = apply_conv_bn(b0, 384, 3, strides=2, padding="valid", name=f"{name}_b0_3x3s2", **kw)
     b1 = apply_conv_bn(x, 256, 1, name=f"{name}_b1_1x1", **kw)
@@ -107,9 +116,9 @@ def apply_reduction_b(x, *, name, weight_decay=0.0):
     return layers.Concatenate(name=f"{name}_concat")([b0, b1, b2, b3])
 
 
-def apply_stem(x, *, weight_decay=0.0):
+def apply_stem(x, *, weight_decay=0.0, width=1.0):
     """Conv2d_1a … Conv2d_4b of Inception-ResNet-v1: 160x160x3 → 17x17x256 (at 160 px)."""
-    kw = dict(weight_decay=weight_decay)
+    kw = dict(weight_decay=weight_decay, width=width)
     x = apply_conv_bn(x, 32, 3, strides=2, padding="valid", name="Conv2d_1a_3x3", **kw)
     x = apply_conv_bn(x, 32, 3, padding="valid", name="Conv2d_2a_3x3", **kw)
     x = apply_conv_bn(x, 64, 3, padding="same", name="Conv2d_2b_3x3", **kw)

@@ -43,10 +43,11 @@ EXPR = "expr"
 OUTPUTS = ("embedding", "expression_logits", "expression_probs", "expression_features", "task_weights")
 
 
-def _apply_block8_tower(x, n8: int, prefix: str, weight_decay: float):
+def _apply_block8_tower(x, n8: int, prefix: str, weight_decay: float, width: float):
     for i in range(n8):
-        x = apply_block8(x, 0.20, name=f"{prefix}_Block8_{i + 1}", weight_decay=weight_decay)
-    x = apply_block8(x, 1.0, activation=False, name=f"{prefix}_Block8_linear", weight_decay=weight_decay)
+        x = apply_block8(x, 0.20, name=f"{prefix}_Block8_{i + 1}", weight_decay=weight_decay, width=width)
+    x = apply_block8(x, 1.0, activation=False, name=f"{prefix}_Block8_linear", weight_decay=weight_decay,
+                     width=width)
     x = layers.GlobalAveragePooling2D(name=f"{prefix}_avgpool")(x)
     return x
 
@@ -77,25 +78,26 @@ class FaceLiveNet(keras.Model):
             config = NetworkConfig.from_dict(config)
         n35, n17, n8 = config.depths
         wd = config.weight_decay
+        w = config.width
         size = config.image_size
 
         # === Functional Model ===
         image = keras.Input((size, size, 3), name="image")
         x = FaceStandardization(config.standardization, name="standardize")(image)
-        x = apply_stem(x, weight_decay=wd)
+        x = apply_stem(x, weight_decay=wd, width=w)
         for i in range(n35):
-            x = apply_block35(x, 0.17, name=f"Block35_{i + 1}", weight_decay=wd)
-        x = apply_reduction_a(x, name="Mixed_6a", weight_decay=wd)
+            x = apply_block35(x, 0.17, name=f"Block35_{i + 1}", weight_decay=wd, width=w)
+        x = apply_reduction_a(x, name="Mixed_6a", weight_decay=wd, width=w)
         for i in range(n17):
-            x = apply_block17(x, 0.10, name=f"Block17_{i + 1}", weight_decay=wd)
-        shared = apply_reduction_b(x, name="Mixed_7a", weight_decay=wd)
+            x = apply_block17(x, 0.10, name=f"Block17_{i + 1}", weight_decay=wd, width=w)
+        shared = apply_reduction_b(x, name="Mixed_7a", weight_decay=wd, width=w)
 
-        v = _apply_block8_tower(shared, n8, VERIF, wd)
+        v = _apply_block8_tower(shared, n8, VERIF, wd, w)
         v = layers.Dropout(config.dropout, name=f"{VERIF}_dropout")(v)
         v = _dense_bn(v, config.embedding_size, name=f"{VERIF}_bottleneck", weight_decay=wd)
         embedding = layers.UnitNormalization(axis=-1, name="embedding")(v)
 
-        e = _apply_block8_tower(shared, n8, EXPR, wd)
+        e = _apply_block8_tower(shared, n8, EXPR, wd, w)
         e = layers.Dropout(config.dropout, name=f"{EXPR}_dropout")(e)
         e = _dense_bn(e, config.expression_hidden, name=f"{EXPR}_hidden", weight_decay=wd)
         features = layers.Activation("relu", name="expression_features")(e)

@@ -25,6 +25,8 @@ VERIFICATION_LOSSES = ("triplet-icpr", "triplet-plus", "center", "none")
 
 def _network_options(cfg: Any) -> None:
     _choice("preset", cfg.preset, tuple(PRESETS))
+    if not 0.0 < cfg.width <= 4.0:
+        raise ConfigError(f"width must be in (0, 4]. Received: width={cfg.width}")
     _choice("standardization", cfg.standardization, STANDARDIZATIONS)
     _positive("embedding_size", cfg.embedding_size)
 
@@ -147,11 +149,12 @@ class FreshNetworkConfig(TrainConfig):
     """Settings of a command that can build a fresh network: its architecture.
 
     Attributes:
-        preset, embedding_size, image_size, weight_decay, dropout, standardization:
+        preset, width, embedding_size, image_size, weight_decay, dropout, standardization:
             architecture of a fresh model (see :class:`facelivenet.config.NetworkConfig`).
     """
 
     preset: str = "simple"
+    width: float = 1.0
     embedding_size: int = 128
     image_size: int = 160
     weight_decay: float = 5e-5

@@ -45,7 +45,7 @@ def _schedule(cfg: TrainConfig) -> LRSchedule:
 
 def _fresh_network(cfg, expression_classes: Sequence[str] | None = None) -> FaceLiveNet:
     overrides = dict(
-        embedding_size=cfg.embedding_size, image_size=cfg.image_size, weight_decay=cfg.weight_decay,
+        width=cfg.width, embedding_size=cfg.embedding_size, image_size=cfg.image_size, weight_decay=cfg.weight_decay,
         dropout=cfg.dropout, standardization=cfg.standardization,
     )
     if expression_classes is not None:
