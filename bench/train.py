@@ -9,6 +9,7 @@ precision. (3 x forward: the backward pass costs about twice the forward.)
 
     .venv/bin/python bench/train.py [--presets full,simple] [--size 160] [--batch 32]
                                     [--steps 5] [--precisions fp32,bf16] [--ids 1000]
+                                    [--width 1.0]
 """
 
 from __future__ import annotations
@@ -62,17 +63,19 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5, help="timed steps (best is reported)")
     ap.add_argument("--precisions", default="fp32,bf16")
     ap.add_argument("--ids", type=int, default=1000, help="identities of the training head")
+    ap.add_argument("--width", type=float, default=1.0, help="filter-count multiplier (NetworkConfig.width)")
     args = ap.parse_args()
 
     print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPUs; "
-          f"stage-1 step, batch {args.batch}, {args.size}x{args.size}, {args.ids} identities")
+          f"stage-1 step, batch {args.batch}, {args.size}x{args.size}, width {args.width}, {args.ids} identities")
     peaks = {}
     for precision in args.precisions.split(","):
         dtype = {"fp32": tf.float32, "bf16": tf.bfloat16, "fp16": tf.float16}[precision]
         peaks[precision] = matmul_peak(dtype)
     print("matmul peak: " + ", ".join(f"{p} {v / 1e9:.1f} GFLOP/s" for p, v in peaks.items()))
     for preset in args.presets.split(","):
-        cfg = NetworkConfig.from_preset(preset, image_size=args.size, embedding_size=128)
+        cfg = NetworkConfig.from_preset(preset, image_size=args.size, embedding_size=128,
+                                        width=args.width)
         for precision in args.precisions.split(","):
             rate, flops = train_throughput(cfg, precision, args.batch, args.steps, args.ids)
             bound = peaks[precision] / flops

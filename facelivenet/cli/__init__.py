@@ -14,7 +14,7 @@ from facelivenet.cli.auth_cmds import challenge, enroll, gallery
 from facelivenet.cli.detect_cmds import align
 from facelivenet.cli.eval_cmds import (
     evaluate_auth_cmd, evaluate_expression_cmd, evaluate_verification_cmd, make_auth_protocol_cmd,
-    plot_embeddings_cmd,
+    plot_embeddings_cmd, calibrate_cmd,
 )
 from facelivenet.cli.export_cmds import export_cmd
 from facelivenet.cli.model_cmds import analyze, create_model, info
@@ -37,7 +37,7 @@ for _command in (
     train_verification_cmd, train_expression_cmd, train_multitask_cmd,
     challenge, enroll, gallery, verify_video, realtime, export_cmd,
     evaluate_verification_cmd, evaluate_expression_cmd, make_auth_protocol_cmd, evaluate_auth_cmd,
-    plot_embeddings_cmd,
+    plot_embeddings_cmd, calibrate_cmd,
 ):
     cli.add_command(_command)
 

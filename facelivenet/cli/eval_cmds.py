@@ -264,3 +264,86 @@ def plot_embeddings_cmd(data_dir, out_path, model_path, subject_regex, max_image
     nn = d["nearest_neighbour_accuracy"]
     emit(d, as_json, lambda d: f"{d['out']}: {d['images']} images, {d['identities']} identities; "
                                f"nearest-neighbour identity accuracy {'-' if nn is None else f'{nn:.4f}'}")
+
+
+@click.command("calibrate", cls=Command)
+@click.option("--data", "data_dir", required=True, type=_DIR,
+              help="Aligned face crops, one sub-folder per identity (validation identities).")
+@click.option("--out", "out_path", required=True, type=_FILE, help="Calibrated model file (.keras).")
+@model_option
+@click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+              help="Use only the identities train-verification held out with this --val-fraction "
+                   "and --seed (0: every identity of DATA).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Split and pair-sampling seed.")
+@click.option("--far", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Pick the threshold for this false-accept rate instead of the best accuracy.")
+@click.option("--margin", type=click.IntRange(0), default=None,
+              help="Also record the crop margin (pixels of the model's input) that DATA was aligned with.")
+@click.option("--force", is_flag=True, help="Overwrite OUT if it exists.")
+@json_option
+@quiet_option
+def calibrate_cmd(data_dir, out_path, model_path, val_fraction, seed, far, margin, force, as_json, quiet):
+    """Choose the verification threshold on validation identities and write it into a model copy.
+
+    Embeds DATA's faces, samples balanced same/different pairs of its identities and
+    picks the squared-L2 threshold of best accuracy (or the one for --far). The threshold
+    is then what every accept/reject uses. Calibrate on validation identities, never on a
+    benchmark's test pairs (LFW).
+    """
+    from facelivenet.api import load_model
+    from facelivenet.eval.calibrate import calibrate_verification
+    from facelivenet.models.io import save_network
+    from facelivenet.train.stages import with_config
+
+    out = Path(out_path)
+    if out.suffix != ".keras":
+        raise CliError(f"{out_path}: the model file name must end in .keras")
+    if out.exists() and not force:
+        raise CliError(f"{out_path}: already exists (use --force to overwrite)")
+    model = load_model(model_path)
+    bar = _Bar("embedding", quiet)
+    try:
+        result = calibrate_verification(model, data_dir, val_fraction=val_fraction, seed=seed, far=far,
+                                        on_progress=bar.update)
+    finally:
+        bar.close()
+    changes = {"verification_threshold": round(result.threshold, 4)}
+    if margin is not None:
+        changes["margin"] = margin
+    network = with_config(model.network, **changes)
+    save_network(network, out)
+    d = {"model": str(model.source), "out": str(out), "data": data_dir, **result.to_dict(),
+         "recorded": changes}
+    emit(d, as_json, _calibrate_text)
+
+
+class _Bar:
+    """A stderr progress bar whose length is learnt from the first ``(done, total)`` report."""
+
+    def __init__(self, label: str, quiet: bool):
+        self.label, self.quiet, self.bar, self.done = label, quiet, None, 0
+
+    def update(self, done: int, total: int) -> None:
+        if self.quiet:
+            return
+        if self.bar is None:
+            import sys
+
+            self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr, show_pos=True)
+            self.bar.__enter__()
+        self.bar.update(done - self.done)
+        self.done = done
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+
+def _calibrate_text(d: dict) -> str:
+    return "\n".join([
+        f"calibrated on {d['identities']} identities, {d['images']} images, {d['pairs']} pairs ({d['rule']})",
+        f"threshold:      squared L2 <= {d['threshold']:.4f}",
+        f"on these pairs: accuracy {d['accuracy']:.4f}, VAL {d['val']:.4f} at FAR {d['far']:.4f}; "
+        f"10-fold accuracy {d['kfold_accuracy']:.4f}",
+        f"wrote {d['out']} ({', '.join(f'{k} = {v}' for k, v in d['recorded'].items())})",
+    ])

@@ -106,7 +106,7 @@ def scan_class_folders(root: str | os.PathLike, *, min_images_per_class: int = 1
     if not names:
         raise DatasetError(f"{root}: no class folders with images (expected ROOT/<class>/<image>)")
     if len(names) < 2:
-        raise DatasetError(f"{root}: only one class ({names[0]!r}); training needs at least two")
+        raise DatasetError(f"{root}: only one class ({names[0]!r}); at least two are needed")
     labels_arr = np.array(labels, np.int32)
     return LabeledImages(tuple(paths), labels_arr, tuple(names), tuple(names[l] for l in labels_arr))
 

@@ -29,7 +29,7 @@ from facelivenet.models.network import FaceLiveNet
 from facelivenet.train.config import ExpressionConfig, MultitaskConfig, TrainConfig, VerificationConfig
 from facelivenet.train.logs import plot_multitask
 from facelivenet.train.loop import OnStep, TrainData, TrainResult, run_training
-from facelivenet.train.stages import ExpressionStage, MultitaskStage, VerificationStage, transfer_weights
+from facelivenet.train.stages import ExpressionStage, MultitaskStage, VerificationStage, with_config
 
 #: Most validation pairs sampled from held-out identities each epoch.
 MAX_VAL_PAIRS = 3000
@@ -57,9 +57,7 @@ def _with_classes(net: FaceLiveNet, classes: Sequence[str]) -> FaceLiveNet:
     """``net`` itself when it already has these expression classes, else a copy with them."""
     if tuple(net.network_config.expression_classes) == tuple(classes):
         return net
-    new = FaceLiveNet(net.network_config.replace(expression_classes=tuple(classes)))
-    transfer_weights(net, new)
-    return new
+    return with_config(net, expression_classes=tuple(classes))
 
 
 class _Outputs:

@@ -64,6 +64,17 @@ def transfer_weights(src: keras.Model, dst: keras.Model) -> int:
     return copy_matching_weights((by_name[l.name], l) for l in dst.layers if l.name in by_name)
 
 
+def with_config(network: FaceLiveNet, **changes) -> FaceLiveNet:
+    """A new network whose :class:`NetworkConfig` has ``changes`` applied, with ``network``'s weights.
+
+    Layers whose shapes the changes alter (e.g. the logits for other expression
+    classes) keep their fresh initialisation.
+    """
+    new = FaceLiveNet(network.network_config.replace(**changes))
+    transfer_weights(network, new)
+    return new
+
+
 class _VerificationTerm:
     """Softmax over identities + alpha * Lc on the prelogits (L1 of DESIGN.md §3)."""
 
