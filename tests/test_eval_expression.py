@@ -92,6 +92,23 @@ def test_evaluate_expression_counts_mistakes(tmp_path):
     assert d["accuracy"] == 0.75 and d["precision"]["angry"] == pytest.approx(2 / 3) and d["recall"]["happy"] == 0.5
 
 
+def test_evaluate_expression_sub_problem(tmp_path):
+    # Happy faces that look angry: among all classes they count as errors; restricted to
+    # happy/surprise, the prediction is the more probable of those two (here happy).
+    data = make_dataset(tmp_path / "data", subjects=1)
+    for f in (data / "happy").iterdir():
+        Image.fromarray(np.full((48, 48, 3), (200, 120, 0), np.uint8)).save(f)
+    full = evaluate_expression(ColourModel(), data).to_dict()
+    assert full["accuracy"] == pytest.approx(4 / 6)
+    d = evaluate_expression(ColourModel(), data, only=["HAPPY", "surprise"]).to_dict()
+    assert d["classes"] == ["happy", "surprise"] and d["images"] == 4 and d["accuracy"] == 1.0
+    assert d["confusion"] == [[2, 0], [0, 2]] and d["skipped_folders"] == ["anger"] and d["skipped_images"] == 2
+    with pytest.raises(DatasetError, match="'contempt' is not an expression class"):
+        evaluate_expression(ColourModel(), data, only=["contempt"])
+    with pytest.raises(DatasetError, match="no images of the classes"):
+        evaluate_expression(ColourModel(), data, only=["sad"])
+
+
 def test_subject_folds_never_split_a_subject():
     groups = [f"S{i % 7}" for i in range(50)]
     folds = subject_folds(groups, 3, seed=1)

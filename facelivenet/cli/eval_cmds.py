@@ -84,6 +84,9 @@ def evaluate_verification_cmd(pairs_path, images_dir, model_path, aligned, flip,
 @model_option
 @click.option("--skip-unknown", is_flag=True,
               help="Leave out folders that match no class of the model (e.g. contempt for a FER2013 model).")
+@click.option("--classes", "only_classes", default=None,
+              help="Evaluate the sub-problem of these classes, e.g. neutral,happy,surprise: other "
+                   "folders are left out and the prediction is the most probable of these.")
 @click.option("--confusion", "confusion_path", type=_FILE, default=None,
               help="Write the normalised confusion matrix to this .png.")
 @click.option("--cv", "cv_folds", type=click.IntRange(2), default=None,
@@ -108,7 +111,7 @@ def evaluate_verification_cmd(pairs_path, images_dir, model_path, aligned, flip,
               help="With --cv: keep the fold models and logs here (default: a temporary folder, removed).")
 @json_option
 @quiet_option
-def evaluate_expression_cmd(data_dir, model_path, skip_unknown, confusion_path, cv_folds, subject_regex,
+def evaluate_expression_cmd(data_dir, model_path, skip_unknown, only_classes, confusion_path, cv_folds, subject_regex,
                             from_scratch, epochs, batch_size, steps_per_epoch, learning_rate, optimizer,
                             preset, image_size, embedding_size, seed, work_dir, as_json, quiet):
     """Expression accuracy, per-class precision/recall and confusion matrix on DATA.
@@ -128,12 +131,15 @@ def evaluate_expression_cmd(data_dir, model_path, skip_unknown, confusion_path, 
             raise CliError("--subject-regex, --from-scratch and --work-dir go with --cv K")
         from facelivenet.api import load_model
 
-        report = evaluate_expression(load_model(model_path), data_dir, skip_unknown=skip_unknown,
+        only = [c.strip() for c in only_classes.split(",") if c.strip()] if only_classes else None
+        report = evaluate_expression(load_model(model_path), data_dir, skip_unknown=skip_unknown, only=only,
                                      progress=_chunks("predicting", quiet))
         title = f"Expressions: {Path(data_dir).name} ({report.accuracy:.3f})"
     else:
         from facelivenet.data.datasets import CKPLUS_SUBJECT_REGEX
 
+        if only_classes:
+            raise CliError("--classes does not apply to --cv (the trained classes are DATA's folders)")
         if skip_unknown:
             raise CliError("--skip-unknown does not apply to --cv (the trained classes are DATA's folders)")
         train_options = dict(

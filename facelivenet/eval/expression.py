@@ -134,24 +134,40 @@ def predict_expressions(model: Any, paths: Sequence[str], progress: Progress | N
 
 
 def evaluate_expression(model: Any, data_dir: str | os.PathLike, *, skip_unknown: bool = False,
-                        progress: Progress | None = None) -> ExpressionReport:
+                        only: Sequence[str] | None = None, progress: Progress | None = None) -> ExpressionReport:
     """Accuracy, per-class precision / recall and confusion of ``model`` on ``data_dir``.
 
     Rows and columns are the model's classes (a class without images has an empty row).
+    With ``only`` (e.g. neutral, happy, surprise: the classes a challenge uses), the
+    task becomes that sub-problem, as in the papers' 3-class figures: images of other
+    classes are left out and the prediction is the most probable of ``only``.
     """
     data = scan_class_folders(data_dir)
     classes = tuple(model.config.expression_classes)
     mapping = match_classes(data.class_names, classes, skip_unknown=skip_unknown, source=str(data_dir))
+    chosen = list(range(len(classes)))
+    if only:
+        chosen = []
+        for name in only:
+            i = class_index(name, classes)
+            if i is None:
+                raise DatasetError(f"{name!r} is not an expression class of the model ({', '.join(classes)})")
+            chosen.append(i)
+    position = {c: k for k, c in enumerate(chosen)}
     folder = np.array(data.class_names)[data.labels]
-    keep = np.flatnonzero([f in mapping.index for f in folder])
-    labels = np.array([mapping.index[f] for f in folder[keep]], np.int64)
+    keep = np.flatnonzero([f in mapping.index and mapping.index[f] in position for f in folder])
+    if keep.size == 0:
+        raise DatasetError(f"{data_dir}: no images of the classes {[classes[i] for i in chosen]}")
+    labels = np.array([position[mapping.index[f]] for f in folder[keep]], np.int64)
     t0 = time.perf_counter()
-    predicted = predict_expressions(model, [data.paths[i] for i in keep], progress)
-    confusion = metrics.confusion_matrix(labels, predicted, len(classes))
-    return ExpressionReport(classes, confusion, {
+    probs = analyze_files(model, [data.paths[i] for i in keep], progress=progress).expressions
+    predicted = np.argmax(probs[:, chosen], axis=1)
+    names = tuple(classes[i] for i in chosen)
+    confusion = metrics.confusion_matrix(labels, predicted, len(names))
+    return ExpressionReport(names, confusion, {
         "images": int(keep.size),
-        "folders": {f: classes[i] for f, i in mapping.index.items()},
-        "skipped_folders": list(mapping.unknown),
+        "folders": {f: classes[i] for f, i in mapping.index.items() if i in position},
+        "skipped_folders": list(mapping.unknown) + [f for f, i in mapping.index.items() if i not in position],
         "skipped_images": int(len(data) - keep.size),
         "model": str(model.source) if getattr(model, "source", None) else None,
         "seconds": time.perf_counter() - t0,
