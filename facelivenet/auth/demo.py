@@ -14,8 +14,8 @@ from __future__ import annotations
 import itertools
 import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -60,7 +60,7 @@ def attack_frame_count(seconds: float, fps: float) -> int:
     """Number of frames of a ``seconds`` long clip at ``fps`` (at least 1)."""
     if not (math.isfinite(seconds) and seconds > 0 and math.isfinite(fps) and fps > 0):
         raise InputError(f"a clip needs seconds > 0 and fps > 0. Received: seconds={seconds!r}, fps={fps!r}")
-    return max(1, int(round(seconds * fps)))
+    return max(1, round(seconds * fps))
 
 
 def _motion(n: int, fps: float, seed: int) -> np.ndarray:
