@@ -1,4 +1,4 @@
-# Sourced by bin/test and bin/facelivenet: make sure .venv exists and holds this
+# Sourced by bin/test, bin/facelivenet and bin/demo: make sure .venv exists and holds this
 # package (editable) with its test and export extras. Reinstalls when setup.cfg changes.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

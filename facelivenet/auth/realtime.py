@@ -17,12 +17,24 @@ import numpy as np
 
 from facelivenet.auth.analyzer import FrameAnalysis, FrameAnalyzer
 from facelivenet.auth.challenge import (
-    ChallengeEngine, ChallengeSettings, Decision, EngineStatus, FrameTrace, Reason,
+    Challenge, ChallengeEngine, ChallengeSettings, Decision, EngineStatus, FrameTrace, Reason,
     check_expression_classes, issue_challenge,
 )
 from facelivenet.video import Frame
 
 CANCELLED = "cancelled"
+
+
+def display_available() -> bool:
+    """Whether a :class:`Window` can be tried: on Linux, only with an X display.
+
+    OpenCV's bundled Qt aborts the whole process (no Python exception) when it cannot
+    connect to a display, so that case must be known before a window is created.
+    """
+    import os
+    import sys
+
+    return not sys.platform.startswith("linux") or bool(os.environ.get("DISPLAY"))
 
 
 class Window:
@@ -69,8 +81,11 @@ class Window:
 def run_live(frames: Iterable[Frame], analyzer: FrameAnalyzer, reference: np.ndarray,
              settings: ChallengeSettings, *, choices: Sequence[str], length: int = 1,
              on_event: Callable[[dict[str, Any]], None] = lambda e: None, window: Window | None = None,
-             rng=None) -> Decision:
+             rng=None, sequence: Sequence[str] | None = None) -> Decision:
     """Issue a random challenge and run the engine on ``frames`` until it decides.
+
+    With ``sequence`` the challenge is those expressions, in order, instead of a random
+    draw of ``length`` from ``choices`` (a fixed challenge, for demos on recorded clips).
 
     Events passed to ``on_event``: ``challenge`` (once), ``state`` (at each change of
     state or awaited expression, with the frame's time), ``decision`` (once).
@@ -80,7 +95,10 @@ def run_live(frames: Iterable[Frame], analyzer: FrameAnalyzer, reference: np.nda
     first = next(frames, None)
     if first is not None:
         now[0] = first.timestamp
-    challenge = issue_challenge(choices, length, settings=settings, clock=lambda: now[0], rng=rng)
+    if sequence is not None:
+        challenge = Challenge(tuple(sequence), now[0], now[0] + settings.time_limit)
+    else:
+        challenge = issue_challenge(choices, length, settings=settings, clock=lambda: now[0], rng=rng)
     check_expression_classes(challenge, analyzer.model.expression_classes)
     engine = ChallengeEngine(challenge, settings, expression_classes=analyzer.model.expression_classes,
                              clock=lambda: now[0])

@@ -11,6 +11,7 @@ import click
 from facelivenet import __version__
 from facelivenet.cli.common import FaceLiveNetGroup
 from facelivenet.cli.auth_cmds import challenge, enroll, gallery
+from facelivenet.cli.demo_cmds import demo
 from facelivenet.cli.detect_cmds import align
 from facelivenet.cli.eval_cmds import (
     evaluate_auth_cmd, evaluate_expression_cmd, evaluate_verification_cmd, make_auth_protocol_cmd,
@@ -33,7 +34,7 @@ def cli():
 
 
 for _command in (
-    info, analyze, create_model, align,
+    demo, info, analyze, create_model, align,
     train_verification_cmd, train_expression_cmd, train_multitask_cmd,
     challenge, enroll, gallery, verify_video, realtime, export_cmd,
     evaluate_verification_cmd, evaluate_expression_cmd, make_auth_protocol_cmd, evaluate_auth_cmd,

@@ -84,7 +84,6 @@ def verify_video(clip, model_path, gallery_path, identity, ref_image, token, cha
     from facelivenet.auth.nonces import NonceStore
     from facelivenet.auth.offline import prepare_offline_challenge
     from facelivenet.auth.tokens import load_key
-    from facelivenet.auth.verify import verify_clip
 
     for out, ext in ((annotate, ".mp4"), (timeline, ".png")):
         if out and Path(out).suffix.lower() != ext:
@@ -107,17 +106,8 @@ def verify_video(clip, model_path, gallery_path, identity, ref_image, token, cha
 
     reference, ref_info = load_reference(model, gallery_path, identity, ref_image)
     analyzer = FrameAnalyzer(model, detect_max_side=detect_size or None)
-    from facelivenet.video import VideoSource
-
-    total = VideoSource(clip).info.frame_count  # validates the clip before the long run
-    show = not quiet and total
-    with click.progressbar(length=(total + stride - 1) // stride, label="analysing frames", file=sys.stderr,
-                           show_pos=True) if show else _NoBar() as bar:
-        result = verify_clip(clip, analyzer, reference, offline.challenge, settings, stride=stride,
-                             on_frames=bar.update)
-    if result.frames_analysed and not any(a.faces for a in result.analyses):
-        # Unusable input rather than a liveness decision; the token is not spent on it.
-        raise CliError(f"{clip}: no face found in any of its {result.frames_analysed} analysed frames")
+    # A clip without any face raises here: the token is not spent on unusable input.
+    result = analyse_clip(clip, analyzer, reference, offline.challenge, settings, stride=stride, quiet=quiet)
     decision = result.decision
     reused = offline.consume(nonces)
     if reused is not None:  # another verification used the token while this clip was analysed
@@ -136,12 +126,29 @@ def verify_video(clip, model_path, gallery_path, identity, ref_image, token, cha
         },
     )
     if timeline:
-        _write_timeline(timeline, result, decision, settings)
+        write_timeline(timeline, result, decision, settings)
     if annotate:
-        _write_annotated(annotate, clip, result, decision, settings, stride)
+        write_annotated(annotate, clip, result, decision, settings, stride)
     emit(report, as_json, lambda d: format_decision(decision) + (
         f"\n  analysed {result.frames_analysed} frames at {result.processing_fps:.1f} frames/s"))
     sys.exit(EXIT_OK if decision.accepted else EXIT_REJECT)
+
+
+def analyse_clip(clip, analyzer, reference, challenge, settings, *, stride=1, quiet=False):
+    """:func:`~facelivenet.auth.verify.verify_clip` with a progress bar on stderr (none when
+    ``quiet``); a clip with no face in any analysed frame is an error (unusable input,
+    not a liveness decision)."""
+    from facelivenet.auth.verify import verify_clip
+    from facelivenet.video import VideoSource
+
+    total = VideoSource(clip).info.frame_count  # validates the clip before the long run
+    show = not quiet and total
+    with click.progressbar(length=(total + stride - 1) // stride, label="analysing frames", file=sys.stderr,
+                           show_pos=True) if show else _NoBar() as bar:
+        result = verify_clip(clip, analyzer, reference, challenge, settings, stride=stride, on_frames=bar.update)
+    if result.frames_analysed and not any(a.faces for a in result.analyses):
+        raise CliError(f"{clip}: no face found in any of its {result.frames_analysed} analysed frames")
+    return result
 
 
 class _NoBar:
@@ -170,7 +177,8 @@ def _tracked_series(result, decision):
     return classes, probs, dists
 
 
-def _write_timeline(path, result, decision, settings):
+def write_timeline(path, result, decision, settings):
+    """The expression/identity timeline of a :class:`~facelivenet.auth.verify.ClipVerification` to a PNG."""
     from facelivenet.auth.render import plot_timeline
 
     classes, probs, dists = _tracked_series(result, decision)
@@ -181,7 +189,8 @@ def _write_timeline(path, result, decision, settings):
                   title=f"{decision.decision.upper()}: {decision.challenge.prompt()}")
 
 
-def _write_annotated(path, clip, result, decision, settings, stride):
+def write_annotated(path, clip, result, decision, settings, stride):
+    """``clip`` with boxes, bars, engine state and the verdict to an .mp4 (frames as analysed)."""
     from facelivenet.auth.render import draw_overlay
     from facelivenet.video import VideoSource, VideoWriter
 
