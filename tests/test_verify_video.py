@@ -287,6 +287,20 @@ def test_realtime_bad_source_is_an_error(tiny_model_path, tmp_path):
     assert res.exit_code == 2 and "nope.mp4: no such file" in res.stderr
 
 
+def test_realtime_without_a_display_says_so(tiny_model_path, face_clip, tmp_path, monkeypatch):
+    """No DISPLAY on Linux: a one-line error instead of OpenCV's Qt aborting the process."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the DISPLAY check is Linux-only")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    ref = tmp_path / "ref.png"
+    cv2.imwrite(str(ref), cv2.cvtColor(_face_frame(), cv2.COLOR_RGB2BGR))
+    res = _runner().invoke(cli, ["realtime", "--source", str(face_clip), "--model", str(tiny_model_path),
+                                 "--ref", str(ref)])
+    assert res.exit_code == 2 and "no display" in res.stderr and "--headless" in res.stderr
+
+
 @pytest.mark.slow
 def test_realtime_window_on_a_virtual_display(tiny_model_path, face_clip, tmp_path):
     """The OpenCV window path (prompt, bars, banner) runs to a decision on Xvfb."""

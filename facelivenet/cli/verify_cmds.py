@@ -244,7 +244,7 @@ def realtime(source, model_path, gallery_path, identity, ref_image, expressions,
     from facelivenet.api import load_model
     from facelivenet.auth.analyzer import FrameAnalyzer
     from facelivenet.auth.challenge import ChallengeSettings, parse_expression_list
-    from facelivenet.auth.realtime import Window, run_live
+    from facelivenet.auth.realtime import Window, display_available, run_live
     from facelivenet.devices import select_device
     from facelivenet.video import VideoSource
 
@@ -257,6 +257,8 @@ def realtime(source, model_path, gallery_path, identity, ref_image, expressions,
     src = VideoSource(source)
     window = None
     if not headless:
+        if not display_available():  # OpenCV's Qt would abort the process, not raise
+            raise CliError("cannot open a window: no display (DISPLAY is not set); use --headless")
         try:
             window = Window(threshold=settings.identity_threshold)
         except Exception as exc:  # OpenCV without GUI support, or no display
