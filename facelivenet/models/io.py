@@ -35,8 +35,9 @@ def resolve_model_path(path: str | os.PathLike | None) -> Path:
         p = default_model_path()
         if not p.is_file():
             raise ModelLoadError(
-                f"no default model at {p} (see models/README.md); pass --model PATH, e.g. a model "
-                "trained with `facelivenet train-verification` and `train-expression`"
+                f"no default model at {p} (see models/README.md: bin/train-default rebuilds it); "
+                "pass --model PATH, e.g. a model trained with `facelivenet train-verification` and "
+                "`train-expression`"
             )
         return p
     p = Path(path)
