@@ -216,6 +216,32 @@ def test_stage2_freezes_stem_and_branch1_and_takes_the_dataset_classes(ck_data, 
     assert result.metric == "val_accuracy"
 
 
+def test_stage2_train_all_fine_tunes_the_stem_and_keep_branch2_keeps_branch2(ck_data, tiny_model_path, tmp_path):
+    from facelivenet.errors import ConfigError
+    from facelivenet.models.io import load_network
+    from facelivenet.train.config import ExpressionConfig
+    from facelivenet.train.run import train_expression
+
+    common = dict(data=str(ck_data), epochs=1, batch_size=8, steps_per_epoch=2, val_fraction=0.34, quiet=True,
+                  learning_rate=0.01, bn_batches=0)
+    first = train_expression(ExpressionConfig(out=str(tmp_path / "a.keras"), model=str(tiny_model_path), **common))
+    # With lr 0, --train-all --keep-branch2 starts from (and stays at) the first model's branch 2.
+    kept = train_expression(ExpressionConfig(out=str(tmp_path / "b.keras"), model=str(first.model), train_all=True,
+                                             keep_branch2=True, **{**common, "learning_rate": 1e-30}))
+    a, b = load_network(first.model), load_network(kept.model)
+    for name in ("expr_Block8_1_up", "expression_logits"):
+        for x, y in zip(a.get_layer(name).get_weights(), b.get_layer(name).get_weights()):
+            np.testing.assert_allclose(x, y, atol=1e-6, err_msg=name)
+    tuned = train_expression(ExpressionConfig(out=str(tmp_path / "c.keras"), model=str(first.model), train_all=True,
+                                              keep_branch2=True, **common))
+    c = load_network(tuned.model)
+    stem = next(l.name for l in a.verification_layers() if l.get_weights())
+    moved = [not np.allclose(x, y) for x, y in zip(a.get_layer(stem).get_weights(), c.get_layer(stem).get_weights())]
+    assert any(moved), stem                                               # the stem is trained too
+    with pytest.raises(ConfigError, match="go with --model"):
+        ExpressionConfig(out=str(tmp_path / "d.keras"), from_scratch=True, train_all=True, data=str(ck_data))
+
+
 # --- multitask ------------------------------------------------------------------------------------
 
 @pytest.mark.slow

@@ -173,6 +173,10 @@ def train_verification_cmd(as_json, **kw):
 @_architecture
 @click.option("--model", type=_FILE, default=None, help="The stage-1 model (stem + branch 1 trained).")
 @click.option("--from-scratch", is_flag=True, help="No stage-1 model: train a fresh network end to end.")
+@click.option("--train-all", is_flag=True,
+              help="With --model: fine-tune the stem and branch 1 too (the embedding changes: recalibrate).")
+@click.option("--keep-branch2", is_flag=True,
+              help="With --model: keep its branch 2 (already trained for expressions) instead of copying branch 1.")
 @click.option("--center-loss-factor", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Weight of a center loss on branch 2's 128-d features (the reference demo used 0.1).")
 @click.option("--center-loss-alfa", type=click.FloatRange(0, 1, max_open=True), default=0.5, show_default=True,
@@ -183,8 +187,9 @@ def train_verification_cmd(as_json, **kw):
 def train_expression_cmd(as_json, **kw):
     """Stage 2: train branch 2 for facial expressions.
 
-    With --model, the stem and branch 1 are frozen and branch 2 starts as a copy of
-    branch 1 (same shapes from Mixed_7a on); the loss is softmax cross-entropy over
+    With --model, the stem and branch 1 are frozen (unless --train-all) and branch 2
+    starts as a copy of branch 1 (same shapes from Mixed_7a on; --keep-branch2 keeps the
+    model's own); the loss is softmax cross-entropy over
     DATA's expression folders (+ the optional center loss, + weight decay). The final
     model's expression classes are DATA's folder names. Images are split by the subject
     in their file names (CK+ style); without subjects every image counts as its own.

@@ -198,6 +198,11 @@ class ExpressionConfig(FreshNetworkConfig):
     Attributes:
         model: the stage-1 model (required unless ``from_scratch``).
         from_scratch: fresh model, everything trainable (no stage-1 model).
+        train_all: with ``model``: train the stem and branch 1 too (fine-tune the whole
+            network on expressions; the embedding changes, so recalibrate and re-evaluate
+            verification afterwards).
+        keep_branch2: keep ``model``'s branch 2 (a model already trained for expressions)
+            instead of copying branch 1 into it.
         center_loss_factor: weight of the center loss on branch-2 features (0: off).
         center_loss_alfa: the reference code's center rate: centers move ``1 - alfa`` of
             the way to their batch mean each step.
@@ -209,6 +214,8 @@ class ExpressionConfig(FreshNetworkConfig):
 
     model: str | None = None
     from_scratch: bool = False
+    train_all: bool = False
+    keep_branch2: bool = False
     center_loss_factor: float = 0.0
     center_loss_alfa: float = 0.5
     subject_regex: str = CKPLUS_SUBJECT_REGEX
@@ -218,6 +225,8 @@ class ExpressionConfig(FreshNetworkConfig):
         super().__post_init__()
         if self.from_scratch == (self.model is not None):
             raise ConfigError("give either --model STAGE1.keras or --from-scratch")
+        if self.from_scratch and (self.train_all or self.keep_branch2):
+            raise ConfigError("--train-all and --keep-branch2 go with --model")
         if self.center_loss_factor < 0:
             raise ConfigError(f"center_loss_factor must be >= 0. Received: {self.center_loss_factor}")
         if not 0.0 <= self.center_loss_alfa < 1.0:

@@ -187,9 +187,10 @@ def train_expression(cfg: ExpressionConfig, *, on_step: OnStep | None = None) ->
             net = _fresh_network(cfg, classes)
         else:
             net = _with_classes(load_network(cfg.model), classes)
-            net.copy_branch1_to_branch2()
+            if not cfg.keep_branch2:
+                net.copy_branch1_to_branch2()
         return ExpressionStage(
-            net, train_all=cfg.from_scratch, center_factor=cfg.center_loss_factor,
+            net, train_all=cfg.from_scratch or cfg.train_all, center_factor=cfg.center_loss_factor,
             center_rate=1.0 - cfg.center_loss_alfa,
         )
 
@@ -205,6 +206,7 @@ def train_expression(cfg: ExpressionConfig, *, on_step: OnStep | None = None) ->
         "stage": "expression", "classes": list(classes), "images": len(train),
         "batch_size": cfg.batch_size, "seed": cfg.seed, "optimizer": cfg.optimizer,
         "precision": cfg.precision, "model": cfg.model, "center_loss": cfg.center_loss_factor > 0,
+        "train_all": cfg.train_all, "keep_branch2": cfg.keep_branch2,
         "architecture": [cfg.preset, cfg.embedding_size, cfg.image_size] if cfg.from_scratch else None,
     }
     return run_training(
