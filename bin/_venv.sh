@@ -10,9 +10,14 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 STAMP="$VENV/.facelivenet-$(cat "$ROOT/setup.cfg" "$ROOT/pyproject.toml" | sha256sum | cut -c1-16)"
 if [ ! -f "$STAMP" ]; then
-  echo "installing facelivenet and its dependencies into $VENV ..." >&2
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >&2
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[test,export]" >&2
+  LOG="$VENV/install.log"
+  echo "installing facelivenet and its dependencies into $VENV (log: $LOG) ..." >&2
+  if ! { "$VENV/bin/python" -m pip install --disable-pip-version-check --upgrade pip &&
+         "$VENV/bin/python" -m pip install --disable-pip-version-check -e "$ROOT[test,export]"; } >"$LOG" 2>&1; then
+    tail -n 25 "$LOG" >&2
+    echo "error: installing into $VENV failed (full log: $LOG)" >&2
+    exit 2
+  fi
   rm -f "$VENV"/.facelivenet-*
   touch "$STAMP"
 fi
