@@ -27,7 +27,7 @@ FER2013_CLASSES: tuple[str, ...] = (
 )
 
 #: Face standardisations a model can be trained with (see facelivenet.preprocess).
-STANDARDIZATIONS: tuple[str, ...] = ("fixed", "per_image")
+STANDARDIZATIONS: tuple[str, ...] = ("fixed", "per_image", "fixed_grey")
 
 #: Face alignments the pipeline can use before the network (see the detector).
 ALIGNMENTS: tuple[str, ...] = ("crop", "similarity")

@@ -21,6 +21,8 @@ from facelivenet.errors import ConfigError, InputError
 
 FIXED_MEAN = 127.5
 FIXED_SCALE = 1.0 / 128.0
+#: RGB weights of the luma that ``"fixed_grey"`` standardisation uses (ITU-R BT.601).
+LUMA = (0.299, 0.587, 0.114)
 
 
 def standardize(images, method: str):
@@ -29,7 +31,10 @@ def standardize(images, method: str):
     Args:
         images: (N, H, W, C) tensor or array, any real dtype; cast to float32.
         method: ``"fixed"``: ``(x - 127.5) / 128``; ``"per_image"``: facenet's
-            prewhitening ``(x - mean) / max(std, 1 / sqrt(H*W*C))`` per image.
+            prewhitening ``(x - mean) / max(std, 1 / sqrt(H*W*C))`` per image;
+            ``"fixed_grey"``: the ITU-R BT.601 luma ``0.299 R + 0.587 G + 0.114 B`` in
+            every channel, then ``"fixed"`` (a model that sees colour faces as the grey
+            expression datasets show them).
 
     Returns:
         (N, H, W, C) float32 backend tensor.
@@ -37,6 +42,9 @@ def standardize(images, method: str):
     x = ops.cast(images, "float32")
     if method == "fixed":
         return (x - FIXED_MEAN) * FIXED_SCALE
+    if method == "fixed_grey":
+        luma = ops.sum(x * ops.convert_to_tensor(LUMA, "float32"), axis=-1, keepdims=True)
+        return (ops.repeat(luma, ops.shape(x)[-1], axis=-1) - FIXED_MEAN) * FIXED_SCALE
     if method == "per_image":
         axes = (1, 2, 3)
         mean = ops.mean(x, axis=axes, keepdims=True)

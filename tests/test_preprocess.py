@@ -32,6 +32,15 @@ def test_per_image_is_per_image():
     np.testing.assert_allclose(both[0], both[1], rtol=1e-5, atol=1e-6)
 
 
+def test_fixed_grey_standardization_hand_values():
+    x = np.array([[[[255, 0, 0], [0, 0, 255]]]], np.uint8)          # (1, 1, 2, 3): red, blue
+    got = np.asarray(standardize(x, "fixed_grey"))
+    expected = (np.array([0.299 * 255, 0.114 * 255]) - 127.5) / 128
+    np.testing.assert_allclose(got, np.repeat(expected[None, None, :, None], 3, axis=-1), atol=1e-5)
+    grey = np.full((1, 2, 2, 3), 90, np.uint8)                      # grey stays grey
+    np.testing.assert_allclose(np.asarray(standardize(grey, "fixed_grey")), (90 - 127.5) / 128, atol=1e-5)
+
+
 def test_unknown_standardization():
     with pytest.raises(ConfigError, match="unknown standardization"):
         standardize(np.zeros((1, 2, 2, 3)), "zscore")
