@@ -141,6 +141,26 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+class _NoBar:
+    """Stands in for a click progress bar when none is shown."""
+
+    def update(self, n: int) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def progress_bar(length: int, *, label: str, quiet: bool = False):
+    """A progress bar on stderr of ``length`` steps, advanced with ``.update(n)``.
+
+    Nothing is shown when ``quiet`` or when there is nothing to count.
+    """
+    if quiet or not length:
+        yield _NoBar()
+        return
+    with click.progressbar(length=length, label=label, file=sys.stderr, show_pos=True, show_eta=True) as bar:
+        yield bar
+
+
 def progress(items: Iterable[T], *, label: str, length: int | None = None, quiet: bool = False) -> Iterable[T]:
     """Iterate ``items`` with a progress bar on stderr (none when ``quiet``)."""
     if quiet:

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import click
 
-from facelivenet.cli.common import CliError, Command, emit, json_option, model_option, progress, quiet_option
+from facelivenet.cli.common import (
+    CliError, Command, emit, json_option, model_option, progress, progress_bar, quiet_option,
+)
 
 _FILE = click.Path(dir_okay=False)
 _DIR = click.Path(file_okay=False)
@@ -297,7 +299,7 @@ def calibrate_cmd(data_dir, out_path, model_path, val_fraction, seed, far, margi
     benchmark's test pairs (LFW).
     """
     from facelivenet.api import load_model
-    from facelivenet.eval.calibrate import calibrate_verification
+    from facelivenet.eval.calibrate import calibrate_verification, calibration_images
     from facelivenet.models.io import save_network
     from facelivenet.train.stages import with_config
 
@@ -307,12 +309,10 @@ def calibrate_cmd(data_dir, out_path, model_path, val_fraction, seed, far, margi
     if out.exists() and not force:
         raise CliError(f"{out_path}: already exists (use --force to overwrite)")
     model = load_model(model_path)
-    bar = _Bar("embedding", quiet)
-    try:
-        result = calibrate_verification(model, data_dir, val_fraction=val_fraction, seed=seed, far=far,
-                                        on_progress=bar.update)
-    finally:
-        bar.close()
+    paths, groups, _ = calibration_images(data_dir, val_fraction=val_fraction, seed=seed)
+    with progress_bar(len(paths), label="embedding", quiet=quiet) as bar:
+        result = calibrate_verification(model, paths, groups, seed=seed, far=far, on_progress=bar.update,
+                                        source=data_dir)
     changes = {"verification_threshold": round(result.threshold, 4)}
     if margin is not None:
         changes["margin"] = margin
@@ -321,28 +321,6 @@ def calibrate_cmd(data_dir, out_path, model_path, val_fraction, seed, far, margi
     d = {"model": str(model.source), "out": str(out), "data": data_dir, **result.to_dict(),
          "recorded": changes}
     emit(d, as_json, _calibrate_text)
-
-
-class _Bar:
-    """A stderr progress bar whose length is learnt from the first ``(done, total)`` report."""
-
-    def __init__(self, label: str, quiet: bool):
-        self.label, self.quiet, self.bar, self.done = label, quiet, None, 0
-
-    def update(self, done: int, total: int) -> None:
-        if self.quiet:
-            return
-        if self.bar is None:
-            import sys
-
-            self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr, show_pos=True)
-            self.bar.__enter__()
-        self.bar.update(done - self.done)
-        self.done = done
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(None, None, None)
 
 
 def _calibrate_text(d: dict) -> str:

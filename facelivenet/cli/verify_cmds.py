@@ -10,7 +10,7 @@ import click
 import numpy as np
 
 from facelivenet.cli.common import (
-    EXIT_OK, EXIT_REJECT, CliError, Command, emit, json_option, model_option, quiet_option,
+    EXIT_OK, EXIT_REJECT, CliError, Command, emit, json_option, model_option, progress_bar, quiet_option,
 )
 
 
@@ -142,24 +142,12 @@ def analyse_clip(clip, analyzer, reference, challenge, settings, *, stride=1, qu
     from facelivenet.video import VideoSource
 
     total = VideoSource(clip).info.frame_count  # validates the clip before the long run
-    show = not quiet and total
-    with click.progressbar(length=(total + stride - 1) // stride, label="analysing frames", file=sys.stderr,
-                           show_pos=True) if show else _NoBar() as bar:
+    with progress_bar((total + stride - 1) // stride, label="analysing frames", quiet=quiet) as bar:
         result = verify_clip(clip, analyzer, reference, challenge, settings, stride=stride, on_frames=bar.update)
     if result.frames_analysed and not any(a.faces for a in result.analyses):
         raise CliError(f"{clip}: no face found in any of its {result.frames_analysed} analysed frames")
     return result
 
-
-class _NoBar:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def update(self, n):
-        pass
 
 
 def _tracked_series(result, decision):

@@ -2,9 +2,9 @@
 
 The threshold a model ships with decides every accept/reject of ``verify-video``,
 ``realtime`` and ``evaluate-auth``; it must come from validation data, never from the
-test folds of a benchmark. :func:`calibrate_verification` embeds a folder of aligned
-face crops (one sub-folder per identity, optionally only the identities a training run
-held out), samples balanced same/different pairs and picks either the threshold of
+test folds of a benchmark. :func:`calibration_images` lists a folder of aligned face
+crops (one sub-folder per identity, optionally only the identities a training run held
+out); :func:`calibrate_verification` embeds them, samples balanced same/different pairs and picks either the threshold of
 best accuracy or, with ``far``, the largest threshold whose false-accept rate stays at
 or under ``far``.
 :func:`facelivenet.train.stages.with_config` writes the result into a copy of the network.
@@ -76,7 +76,7 @@ def calibration_images(data_dir: str | os.PathLike, *, val_fraction: float, seed
 def embed_files(model, paths, *, on_progress=None) -> np.ndarray:
     """(N, D) embeddings of face-crop image files, read with the one image reader.
 
-    ``on_progress(done, total)`` is called after each chunk.
+    ``on_progress(n)`` is called with the number of images of each chunk embedded.
     """
     from facelivenet.images import read_image
 
@@ -85,28 +85,29 @@ def embed_files(model, paths, *, on_progress=None) -> np.ndarray:
         chunk = paths[start : start + READ_CHUNK]
         out.append(model.analyze([read_image(p) for p in chunk]).embeddings)
         if on_progress:
-            on_progress(start + len(chunk), len(paths))
+            on_progress(len(chunk))
     return np.concatenate(out)
 
 
-def calibrate_verification(model, data_dir: str | os.PathLike, *, val_fraction: float = 0.0, seed: int = 0,
-                           far: float | None = None, max_pairs: int = MAX_PAIRS, on_progress=None) -> Calibration:
-    """Pick the verification threshold of ``model`` on the identities of ``data_dir``.
+def calibrate_verification(model, paths, groups, *, seed: int = 0, far: float | None = None,
+                           max_pairs: int = MAX_PAIRS, on_progress=None, source: str = "calibration data") -> Calibration:
+    """Pick the verification threshold of ``model`` on labelled face crops.
 
     Args:
         model: a :class:`facelivenet.api.FaceModel`.
-        data_dir: aligned face crops, one sub-folder per identity.
-        val_fraction, seed: use only the identities ``train-verification`` held out with
-            the same values (0: every identity).
+        paths, groups: (N,) aligned face-crop files and their identity labels, e.g. from
+            :func:`calibration_images`.
+        seed: pair sampling.
         far: target false-accept rate; ``None`` picks the threshold of best accuracy.
         max_pairs: upper bound on the sampled pairs.
-        on_progress: ``(done, total)`` images embedded, after each chunk.
+        on_progress: called with the number of images of each chunk embedded.
+        source: names the data in errors.
     """
-    paths, groups, n_ids = calibration_images(data_dir, val_fraction=val_fraction, seed=seed)
-    emb = embed_files(model, paths, on_progress=on_progress)
+    groups = np.asarray(groups)
+    emb = embed_files(model, list(paths), on_progress=on_progress)
     a, b, same = sample_pairs(groups, max_pairs, seed=seed)
     if len(a) < 20:
-        raise InputError(f"{data_dir}: only {len(a)} pairs could be formed; calibration needs at least 20")
+        raise InputError(f"{source}: only {len(a)} pairs could be formed; calibration needs at least 20")
     d = squared_l2_distances(emb[a], emb[b])
     if far is None:
         threshold, _ = best_threshold(d, same)
@@ -119,7 +120,7 @@ def calibrate_verification(model, data_dir: str | os.PathLike, *, val_fraction: 
     return Calibration(
         threshold=float(threshold), rule=rule, accuracy=accuracy,
         kfold_accuracy=kfold_accuracy(d, same, n_folds=10).accuracy,
-        val=float(val), far=float(far_at), pairs=int(len(a)), identities=n_ids, images=len(paths),
+        val=float(val), far=float(far_at), pairs=len(a), identities=len(np.unique(groups)), images=len(emb),
     )
 
 
