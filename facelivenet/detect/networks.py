@@ -37,6 +37,14 @@ def _conv_prelu(x, filters: int, kernel: int, name: str):
     return layers.PReLU(shared_axes=[1, 2], name=f"prelu{name}")(x)
 
 
+def _flatten_fc_prelu(x, units: int, name: str):
+    """R-Net/O-Net's head: flatten in Caffe's (channel, width, height) order, dense, PReLU."""
+    x = layers.Permute((2, 1, 3), name="permute")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(units, name=f"fc{name}")(x)
+    return layers.PReLU(name=f"prelu{name}")(x)
+
+
 def build_pnet() -> keras.Model:
     """P-Net: fully convolutional proposal network on images of any size (>= 12 px)."""
     inp = keras.Input((None, None, 3), name="image")
@@ -57,10 +65,7 @@ def build_rnet() -> keras.Model:
     x = _conv_prelu(x, 48, 3, "2")
     x = layers.MaxPooling2D(3, 2, padding="valid", name="pool2")(x)
     x = _conv_prelu(x, 64, 2, "3")
-    x = layers.Permute((2, 1, 3), name="permute")(x)
-    x = layers.Flatten(name="flatten")(x)
-    x = layers.Dense(128, name="fc4")(x)
-    x = layers.PReLU(name="prelu4")(x)
+    x = _flatten_fc_prelu(x, 128, "4")
     offsets = layers.Dense(4, name="fc5_1")(x)
     probs = layers.Dense(2, activation="softmax", name="fc5_2")(x)
     return keras.Model(inp, [offsets, probs], name="rnet")
@@ -76,10 +81,7 @@ def build_onet() -> keras.Model:
     x = _conv_prelu(x, 64, 3, "3")
     x = layers.MaxPooling2D(2, 2, padding="same", name="pool3")(x)
     x = _conv_prelu(x, 128, 2, "4")
-    x = layers.Permute((2, 1, 3), name="permute")(x)
-    x = layers.Flatten(name="flatten")(x)
-    x = layers.Dense(256, name="fc5")(x)
-    x = layers.PReLU(name="prelu5")(x)
+    x = _flatten_fc_prelu(x, 256, "5")
     offsets = layers.Dense(4, name="fc6_1")(x)
     landmarks = layers.Dense(10, name="fc6_2")(x)
     probs = layers.Dense(2, activation="softmax", name="fc6_3")(x)

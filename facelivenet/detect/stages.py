@@ -88,8 +88,13 @@ class PNetStage:
                 parts.append(Candidates(np.full(len(keep), i, np.int64), boxes[keep], scores[keep]))
         found = Candidates.concat(parts)
         # 4. NMS across scales, per image; 5. squares for the next stage.
-        found = found.take(bx.batched_nms(found.boxes, found.scores, found.image_index, self.nms_all))
-        return Candidates(found.image_index, bx.square_boxes(found.boxes), found.scores)
+        return _nms_then_square(found, self.nms_all)
+
+
+def _nms_then_square(found: Candidates, overlap: float) -> Candidates:
+    """Non-maximum suppression per image, then each kept box made square (P-Net, R-Net)."""
+    found = found.take(bx.batched_nms(found.boxes, found.scores, found.image_index, overlap))
+    return Candidates(found.image_index, bx.square_boxes(found.boxes), found.scores)
 
 
 @dataclass(frozen=True)
@@ -112,8 +117,7 @@ class RNetStage:
             probs[keep].astype(np.float64),
         )
         # 4. NMS per image; 5. squares for O-Net.
-        found = found.take(bx.batched_nms(found.boxes, found.scores, found.image_index, self.nms))
-        return Candidates(found.image_index, bx.square_boxes(found.boxes), found.scores)
+        return _nms_then_square(found, self.nms)
 
 
 @dataclass(frozen=True)
