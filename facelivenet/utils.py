@@ -13,6 +13,19 @@ import numpy as np
 from facelivenet.errors import InputError
 
 
+def parse_number(text: str, kind: type, what: str, where: str, error: type[InputError] = InputError):
+    """``int(text)`` or ``float(text)`` of a field of a user's file.
+
+    Raises:
+        ``error``: "WHERE: WHAT must be a whole number (a number), got 'TEXT'".
+    """
+    try:
+        return kind(text)
+    except ValueError:
+        noun = "a whole number" if kind is int else "a number"
+        raise error(f"{where}: {what} must be {noun}, got {text!r}") from None
+
+
 def check_input_file(path: str | os.PathLike, kind: str, error: type[InputError] = InputError) -> Path:
     """``path`` as a Path if it is an existing, readable, non-empty file; else ``error``
     with a one-line message naming it (``kind`` is what it should be: "image", "video")."""

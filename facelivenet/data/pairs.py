@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from facelivenet.errors import DatasetError, FileFormatError
-from facelivenet.utils import read_text_file
+from facelivenet.utils import parse_number, read_text_file
 
 #: Image extensions tried, in order, for a pair's image file.
 PAIR_IMAGE_EXTENSIONS = (".jpg", ".png", ".jpeg", ".bmp", ".pgm")
@@ -57,10 +57,7 @@ class PairsFile:
 
 
 def _index(text: str, where: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise FileFormatError(f"{where}: image number must be a whole number, got {text!r}") from None
+    value = parse_number(text, int, "image number", where, FileFormatError)
     if value < 1:
         raise FileFormatError(f"{where}: image numbers start at 1, got {value}")
     return value

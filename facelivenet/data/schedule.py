@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass
 
 from facelivenet.errors import FileFormatError
-from facelivenet.utils import read_text_file
+from facelivenet.utils import parse_number, read_text_file
 
 
 @dataclass(frozen=True)
@@ -63,14 +63,8 @@ def parse_lr_schedule(text: str, source: str = "<schedule>") -> LRSchedule:
         if line.count(":") != 1:
             raise FileFormatError(f"{where}: expected 'epoch: learning_rate', got {raw.strip()!r}")
         epoch_text, lr_text = (part.strip() for part in line.split(":"))
-        try:
-            epoch = int(epoch_text)
-        except ValueError:
-            raise FileFormatError(f"{where}: epoch must be a whole number, got {epoch_text!r}") from None
-        try:
-            lr = float(lr_text)
-        except ValueError:
-            raise FileFormatError(f"{where}: learning rate must be a number, got {lr_text!r}") from None
+        epoch = parse_number(epoch_text, int, "epoch", where, FileFormatError)
+        lr = parse_number(lr_text, float, "learning rate", where, FileFormatError)
         if epoch < 0:
             raise FileFormatError(f"{where}: epoch must be >= 0, got {epoch}")
         if lr != lr or lr in (float("inf"), float("-inf")) or lr == 0:
