@@ -11,7 +11,14 @@ Equations (``../shared/DESIGN.md`` §3, the papers in ``../shared/papers``):
   (k = number of classes, i.e. of centers);
 - class-wise triplet loss, FaceLiveNet+ form (eq. 3-4):
   ``Lc = sum_i sum_{l != y_i} max(d_{y_i,i} + beta0 - d_{l,i}, 0)``, Euclidean distances;
-- L2 weight decay: the sum of a model's regularisation losses (``model.losses``).
+- L2 weight decay: the sum of a model's regularisation losses (``model.losses``);
+- margin softmax heads (DESIGN.md §3b): CosFace ``s * (cos theta_y - m)`` and ArcFace
+  ``s * cos(theta_y + m)`` on the target logit (``cos theta_y - m sin m`` where
+  ``theta_y + m > pi``), ``s * cos theta_j`` elsewhere, with features and class
+  weights L2-normalised;
+- masked means for joint training: each loss averaged over the samples that carry
+  its label (soft-label cross-entropy, a binary attribute on one class's probability,
+  embedding distillation ``1 - cos(student, teacher)``).
 
 Centers are never trained by gradient: every loss stops the gradient into them, and
 :class:`CenterState` keeps them as a non-trainable layer weight that the training step
@@ -120,6 +127,71 @@ def center_update(centers, sum_diff, counts, rate: float):
     """ICPR eq. 6-7: ``c_l - rate * sum_diff_l / count_l`` for classes in the batch; others unchanged."""
     delta = sum_diff / ops.maximum(counts, 1.0)[:, None]
     return ops.cast(centers, "float32") - rate * delta
+
+
+def cosine_logits(features, weights):
+    """(N, K) cosines between L2-normalised ``features`` (N, D) and class ``weights`` (D, K)."""
+    x = ops.cast(features, "float32")
+    w = ops.cast(weights, "float32")
+    x = x / ops.sqrt(ops.maximum(ops.sum(ops.square(x), axis=1, keepdims=True), _SQRT_EPS))
+    w = w / ops.sqrt(ops.maximum(ops.sum(ops.square(w), axis=0, keepdims=True), _SQRT_EPS))
+    return ops.clip(ops.matmul(x, w), -1.0, 1.0)
+
+
+def cosface_logits(cosines, labels, scale: float = 30.0, margin: float = 0.35):
+    """CosFace (large-margin cosine): ``s * (cos theta_j - m [j = y])``."""
+    k = ops.shape(cosines)[1]
+    onehot = ops.one_hot(ops.cast(labels, "int32"), k, dtype="float32")
+    return scale * (ops.cast(cosines, "float32") - margin * onehot)
+
+
+def arcface_logits(cosines, labels, scale: float = 30.0, margin: float = 0.5):
+    """ArcFace (additive angular margin): the target logit is ``s * cos(theta_y + m)``.
+
+    ``cos(theta + m) = cos theta cos m - sin theta sin m``; where ``theta_y + m > pi``
+    (``cos theta_y < cos(pi - m)``) the target is ``cos theta_y - m sin m`` instead, which
+    keeps the logit decreasing in theta (insightface's fallback).
+    """
+    import math
+
+    c = ops.cast(cosines, "float32")
+    k = ops.shape(c)[1]
+    onehot = ops.one_hot(ops.cast(labels, "int32"), k, dtype="float32")
+    sin = ops.sqrt(ops.maximum(1.0 - ops.square(c), 0.0))
+    phi = c * math.cos(margin) - sin * math.sin(margin)
+    phi = ops.where(c > math.cos(math.pi - margin), phi, c - margin * math.sin(margin))
+    return scale * (c * (1.0 - onehot) + phi * onehot)
+
+
+def masked_mean(values, mask, count=None):
+    """``sum(mask * values) / max(count, 1)``; ``count`` defaults to ``sum(mask)`` (a
+    distributed step passes the global count so that the replicas' shares add up)."""
+    m = ops.cast(mask, "float32")
+    total = ops.sum(ops.cast(values, "float32") * m)
+    n = ops.sum(m) if count is None else count
+    return total / ops.maximum(n, 1.0)
+
+
+def soft_cross_entropy(targets, logits):
+    """Per-sample ``-sum_j t_j log softmax(logits)_j`` (N,) against target distributions (N, K)."""
+    logp = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
+    return -ops.sum(ops.cast(targets, "float32") * logp, axis=-1)
+
+
+def binary_probability_loss(probability, target):
+    """Per-sample binary cross-entropy of a probability (N,) against 0/1 targets (N,)."""
+    p = ops.clip(ops.cast(probability, "float32"), 1e-6, 1.0 - 1e-6)
+    t = ops.cast(target, "float32")
+    return -(t * ops.log(p) + (1.0 - t) * ops.log(1.0 - p))
+
+
+def distillation_loss(student, teacher):
+    """Per-sample ``1 - cos(student, teacher)`` (N,) between embeddings of equal size."""
+    s = ops.cast(student, "float32")
+    t = ops.cast(teacher, "float32")
+    s = s / ops.sqrt(ops.maximum(ops.sum(ops.square(s), axis=1, keepdims=True), _SQRT_EPS))
+    t = t / ops.sqrt(ops.maximum(ops.sum(ops.square(t), axis=1, keepdims=True), _SQRT_EPS))
+    return 1.0 - ops.sum(s * t, axis=1)
 
 
 def weight_decay(model) -> "keras.KerasTensor":

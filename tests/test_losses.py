@@ -134,3 +134,64 @@ def test_weight_decay_of_a_model_without_regularisers_is_zero():
 
     m = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     assert np_(losses.weight_decay(m)) == 0.0
+
+
+# --- margin heads and the joint-training terms (DESIGN.md §3b) ------------------------------
+
+# Unit features at 0 and 90 degrees; class weights at 0, 60 and 180 degrees (any length).
+FEAT = np.array([[2.0, 0.0], [0.0, 1.0]], np.float32)
+W = np.array([[1.0, 0.5, -3.0], [0.0, np.sqrt(3) / 2, 0.0]], np.float32)
+# cos(theta): row 0: 1, 0.5, -1; row 1: 0, sqrt(3)/2, 0
+COS = np.array([[1.0, 0.5, -1.0], [0.0, np.sqrt(3) / 2, 0.0]])
+
+
+def test_cosine_logits_normalise_features_and_weights():
+    np.testing.assert_allclose(np_(losses.cosine_logits(FEAT, W)), COS, atol=1e-6)
+
+
+def test_cosface_subtracts_the_margin_from_the_target_cosine_only():
+    got = np_(losses.cosface_logits(COS.astype(np.float32), np.array([0, 1]), scale=10.0, margin=0.35))
+    expected = 10.0 * np.array([[1.0 - 0.35, 0.5, -1.0], [0.0, np.sqrt(3) / 2 - 0.35, 0.0]])
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_arcface_adds_the_angle_to_the_target():
+    # row 0, target class 1: theta = 60 deg -> cos(60 + 0.5 rad); row 1, target 1: theta = 30 deg.
+    got = np_(losses.arcface_logits(COS.astype(np.float32), np.array([1, 1]), scale=2.0, margin=0.5))
+    expected = 2.0 * np.array([[1.0, np.cos(np.pi / 3 + 0.5), -1.0], [0.0, np.cos(np.pi / 6 + 0.5), 0.0]])
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_arcface_falls_back_to_a_cosine_margin_past_pi():
+    # target class 2 of row 0: theta = 180 deg, theta + m > pi -> cos(theta) - m sin(m)
+    got = np_(losses.arcface_logits(COS.astype(np.float32), np.array([2, 0]), scale=1.0, margin=0.5))
+    assert got[0, 2] == pytest.approx(-1.0 - 0.5 * np.sin(0.5), abs=1e-5)
+    assert got[1, 0] == pytest.approx(np.cos(np.pi / 2 + 0.5), abs=1e-5)
+    assert got[0, 0] == pytest.approx(1.0) and got[0, 1] == pytest.approx(0.5)
+
+
+def test_masked_mean_counts_only_labelled_samples():
+    values = np.array([1.0, 5.0, 3.0, 100.0], np.float32)
+    mask = np.array([1, 0, 1, 0], np.float32)
+    assert np_(losses.masked_mean(values, mask)) == pytest.approx(2.0)
+    assert np_(losses.masked_mean(values, mask, count=4.0)) == pytest.approx(1.0)
+    assert np_(losses.masked_mean(values, np.zeros(4, np.float32))) == pytest.approx(0.0)
+
+
+def test_soft_cross_entropy_against_a_vote_distribution():
+    logits = np.array([[0.0, 0.0], [np.log(3.0), 0.0]], np.float32)
+    targets = np.array([[0.7, 0.3], [0.5, 0.5]], np.float32)
+    # row 0: -(0.7 log .5 + 0.3 log .5) = log 2; row 1: p = (.75, .25)
+    expected = [np.log(2.0), -(0.5 * np.log(0.75) + 0.5 * np.log(0.25))]
+    np.testing.assert_allclose(np_(losses.soft_cross_entropy(targets, logits)), expected, rtol=1e-5)
+
+
+def test_binary_probability_loss():
+    got = np_(losses.binary_probability_loss(np.array([0.8, 0.8], np.float32), np.array([1.0, 0.0], np.float32)))
+    np.testing.assert_allclose(got, [-np.log(0.8), -np.log(0.2)], rtol=1e-5)
+
+
+def test_distillation_loss_is_one_minus_cosine():
+    s = np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 3.0]], np.float32)
+    t = np.array([[2.0, 0.0], [1.0, 0.0], [0.0, -1.0]], np.float32)
+    np.testing.assert_allclose(np_(losses.distillation_loss(s, t)), [0.0, 1 - np.sqrt(0.5), 2.0], atol=1e-6)

@@ -79,7 +79,8 @@ _verification_loss = _apply([
     click.option("--loss", "loss_kind", type=click.Choice(VERIFICATION_LOSSES), default="triplet-icpr",
                  show_default=True,
                  help="Term added to the identity softmax: class-wise triplet (ICPR eq. 3-5 or "
-                      "FaceLiveNet+ eq. 3-4), plain center loss, or none."),
+                      "FaceLiveNet+ eq. 3-4), plain center loss, or none; or a margin head in place "
+                      "of the softmax: arcface (additive angular) or cosface (large-margin cosine)."),
     click.option("--alpha", type=click.FloatRange(min=0), default=1e-4, show_default=True,
                  help="Weight of the triplet/center term."),
     click.option("--beta", type=float, default=10.0, show_default=True, help="ICPR margin."),
@@ -87,6 +88,10 @@ _verification_loss = _apply([
     click.option("--margin", type=float, default=1.0, show_default=True, help="FaceLiveNet+ margin beta0."),
     click.option("--center-rate", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
                  help="gamma of the center update c <- c - gamma * mean(c - x) (ICPR eq. 6-7)."),
+    click.option("--head-scale", "head_scale", type=click.FloatRange(min=0, min_open=True), default=30.0,
+                 show_default=True, help="s of the arcface/cosface head (logits s * cos)."),
+    click.option("--angular-margin", type=click.FloatRange(0, 1.5, max_open=True), default=None,
+                 help="m of the arcface/cosface head. Default: 0.5 (arcface), 0.35 (cosface)."),
 ])
 
 _subject = click.option(
@@ -112,7 +117,8 @@ def _loss_config(kw: dict[str, Any]):
 
     return VerificationLossConfig(
         kind=kw.pop("loss_kind"), alpha=kw.pop("alpha"), beta=kw.pop("beta"), theta=kw.pop("theta"),
-        margin=kw.pop("margin"), center_rate=kw.pop("center_rate"),
+        margin=kw.pop("margin"), center_rate=kw.pop("center_rate"), scale=kw.pop("head_scale"),
+        angular_margin=kw.pop("angular_margin"),
     )
 
 

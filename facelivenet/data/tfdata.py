@@ -104,6 +104,55 @@ def training_dataset(
     return ds.batch(batch_size, drop_remainder=True).prefetch(2)
 
 
+def joint_dataset(
+    paths: Sequence[str],
+    landmarks: np.ndarray,
+    targets: np.ndarray,
+    *,
+    image_size: int,
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    skip_batches: int = 0,
+    flip: bool = True,
+    grey_share: float = 0.25,
+) -> tf.data.Dataset:
+    """One epoch of joint training batches ``(images (B,S,S,3) uint8, targets (B,M) float32)``.
+
+    Each face is warped from its source image by its five ``landmarks`` (N, 5, 2) onto
+    the model's template, with the seeded jitter, flip and random grey of
+    :func:`facelivenet.data.joint.load_face`; ``targets`` are the packed label columns
+    of :class:`facelivenet.train.stages.JointLayout`. Same order and resume rule as
+    :func:`training_dataset`.
+    """
+    from facelivenet.data.joint import load_face
+
+    n = len(paths)
+    if n < batch_size:
+        raise DatasetError(f"{n} training images are fewer than one batch of {batch_size}")
+    order = epoch_order(n, seed, epoch)
+    start = skip_batches * batch_size
+    order = order[start : steps_per_epoch(n, batch_size) * batch_size]
+    all_paths = np.asarray(paths, dtype=object)
+    marks = np.asarray(landmarks, np.float32)
+    y = np.asarray(targets, np.float32)[order]
+    position = np.arange(start, start + len(order), dtype=np.int64)
+
+    def load(index, pos):
+        i = int(index)
+        return load_face(all_paths[i], marks[i], image_size, seed=(seed, epoch, int(pos)), flip=flip,
+                         grey_share=grey_share)
+
+    def decode(index, label, pos):
+        image = tf.numpy_function(load, [index, pos], tf.uint8, stateful=False)
+        image.set_shape((image_size, image_size, 3))
+        return image, label
+
+    ds = tf.data.Dataset.from_tensor_slices((order.astype(np.int64), y, position))
+    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.batch(batch_size, drop_remainder=True).prefetch(2)
+
+
 def eval_dataset(paths: Sequence[str], *, image_size: int, batch_size: int) -> tf.data.Dataset:
     """Batches of un-augmented images (resized to ``image_size``), in the given order."""
     ds = tf.data.Dataset.from_tensor_slices(np.asarray(list(paths), dtype=str))

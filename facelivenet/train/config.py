@@ -20,7 +20,11 @@ OPTIMIZERS = ("adam", "sgd", "momentum", "rmsprop", "adagrad", "adadelta")
 STRATEGIES = ("default", "mirrored", "multiworker")
 PRECISIONS = ("fp32", "bf16", "fp16")
 #: Metric-learning terms added to the identity softmax (alpha-weighted).
-VERIFICATION_LOSSES = ("triplet-icpr", "triplet-plus", "center", "none")
+VERIFICATION_LOSSES = ("triplet-icpr", "triplet-plus", "center", "none", "arcface", "cosface")
+#: Losses that replace the identity softmax by a normalised margin head (no centers).
+MARGIN_LOSSES = ("arcface", "cosface")
+#: Default margins of the margin heads (ArcFace and CosFace papers).
+DEFAULT_ANGULAR_MARGIN = {"arcface": 0.5, "cosface": 0.35}
 
 
 def _network_options(cfg: Any) -> None:
@@ -121,12 +125,16 @@ class VerificationLossConfig:
 
     Attributes:
         kind: ``triplet-icpr`` (ICPR eq. 3-5), ``triplet-plus`` (FaceLiveNet+ eq. 3-4),
-            ``center`` (plain center loss) or ``none``.
+            ``center`` (plain center loss), ``none`` (softmax alone), or a margin head
+            that replaces the softmax: ``arcface`` (additive angular margin) or
+            ``cosface`` (large-margin cosine); see DESIGN.md §3b.
         alpha: weight of Lc (paper: 1e-4 for the ICPR form).
         beta: ICPR margin (paper: 10).
         theta: ICPR weight of D_psi (paper: 0.5).
         margin: FaceLiveNet+ margin beta0 between own-center and other-center distances.
         center_rate: gamma of the center update (ICPR eq. 6).
+        scale: s of the margin heads (logits ``s * cos``; 30 suits a few thousand classes).
+        angular_margin: m of the margin heads; None: 0.5 for ArcFace, 0.35 for CosFace.
     """
 
     kind: str = "triplet-icpr"
@@ -135,9 +143,26 @@ class VerificationLossConfig:
     theta: float = 0.5
     margin: float = 1.0
     center_rate: float = 0.5
+    scale: float = 30.0
+    angular_margin: float | None = None
+
+    @property
+    def uses_centers(self) -> bool:
+        return self.kind not in ("none", *MARGIN_LOSSES)
+
+    @property
+    def head_margin(self) -> float:
+        """The margin of an ArcFace / CosFace head (its default when not given)."""
+        if self.angular_margin is not None:
+            return float(self.angular_margin)
+        return DEFAULT_ANGULAR_MARGIN.get(self.kind, 0.0)
 
     def __post_init__(self) -> None:
         _choice("verification loss", self.kind, VERIFICATION_LOSSES)
+        if not self.scale > 0:
+            raise ConfigError(f"the margin head's scale must be > 0. Received: {self.scale}")
+        if self.angular_margin is not None and not 0.0 <= self.angular_margin < 1.5:
+            raise ConfigError(f"angular margin must be in [0, 1.5). Received: {self.angular_margin}")
         if self.alpha < 0:
             raise ConfigError(f"alpha must be >= 0. Received: {self.alpha}")
         if not 0.0 < self.center_rate <= 1.0:
@@ -257,3 +282,46 @@ class MultitaskConfig(TrainConfig):
             raise ConfigError("multi-task training starts from a model: give --model STAGE1.keras")
         if not self.weight_lr > 0:
             raise ConfigError(f"weight_lr must be > 0. Received: {self.weight_lr}")
+
+
+@dataclass(frozen=True)
+class JointConfig(FreshNetworkConfig):
+    """Joint training of the whole network on a joint manifest (:mod:`facelivenet.data.joint`).
+
+    ``data`` is the manifest folder (``manifest.jsonl``). The network uses the
+    ``similarity`` geometry (five landmarks onto the template) at ``image_size``.
+
+    Attributes:
+        model: start from this model's weights (architecture options then ignored).
+        teacher_cache: folder of the identity teacher's embeddings (``teacher-cache``);
+            None trains without distillation.
+        loss: the identity head (``none`` = softmax, ``arcface``, ``cosface``).
+        weight_identity, weight_distill, weight_expression, weight_smiling: the terms'
+            weights in the joint objective.
+        grey_share: share of colour faces turned grey in training.
+        min_images_per_identity: identities with fewer training images get no identity
+            label (their faces still train distillation and expressions).
+        max_val_images: cap on held-out identity images validated each epoch.
+    """
+
+    model: str | None = None
+    teacher_cache: str | None = None
+    loss: VerificationLossConfig = field(default_factory=lambda: VerificationLossConfig(kind="cosface"))
+    weight_identity: float = 1.0
+    weight_distill: float = 10.0
+    weight_expression: float = 1.0
+    weight_smiling: float = 0.5
+    grey_share: float = 0.25
+    min_images_per_identity: int = 2
+    max_val_images: int = 2000
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.loss.uses_centers:
+            raise ConfigError(f"joint training takes --loss none, arcface or cosface. Received: {self.loss.kind}")
+        for name in ("weight_identity", "weight_distill", "weight_expression", "weight_smiling"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0. Received: {getattr(self, name)}")
+        if not 0.0 <= self.grey_share <= 1.0:
+            raise ConfigError(f"grey_share must be in [0, 1]. Received: {self.grey_share}")
+        _positive("min_images_per_identity", self.min_images_per_identity)

@@ -40,10 +40,16 @@ OnStep = Callable[[int, Mapping[str, float]], None]
 
 @dataclass(frozen=True)
 class TrainData:
-    """Training samples: image paths and (N,) or (N, M) int labels."""
+    """Training samples: image paths and (N,) or (N, M) int labels.
+
+    ``batches``, when given, makes one epoch's batches instead of
+    :func:`facelivenet.data.tfdata.training_dataset` (joint training's pipeline):
+    ``batches(epoch=, seed=, skip_batches=, batch_size=, image_size=)``.
+    """
 
     paths: tuple[str, ...]
     labels: np.ndarray
+    batches: Callable[..., Any] | None = None
 
 
 @dataclass
@@ -255,6 +261,11 @@ class _Epochs:
     _seconds: float = 0.0
 
     def _batches(self, epoch: int, seed: int, skip: int, count: int):
+        if self.data.batches is not None:
+            return self.data.batches(
+                epoch=epoch, seed=seed, skip_batches=skip, batch_size=self.cfg.batch_size,
+                image_size=self.stage.net.network_config.image_size,
+            ).take(count)
         return tfdata.training_dataset(
             self.data.paths, self.data.labels, image_size=self.stage.net.network_config.image_size,
             batch_size=self.cfg.batch_size, seed=seed, epoch=epoch, skip_batches=skip,

@@ -22,7 +22,7 @@ from facelivenet.data.datasets import (
 )
 from facelivenet.data.pairs import read_pairs, resolve_pair_images, sample_pairs
 from facelivenet.data.schedule import LRSchedule, read_lr_schedule
-from facelivenet.errors import DatasetError
+from facelivenet.errors import ConfigError, DatasetError
 from facelivenet.eval.metrics import kfold_accuracy, squared_l2_distances
 from facelivenet.models.io import load_network
 from facelivenet.models.network import FaceLiveNet
@@ -274,4 +274,152 @@ def _write_names(path: Path, names: Sequence[str]) -> None:
         atomic_write_text(path, "".join(f"{n}\n" for n in names))
 
 
-__all__ = ["train_verification", "train_expression", "train_multitask", "TrainResult"]
+
+
+
+# --- joint training ------------------------------------------------------------------------
+
+def joint_targets(records, classes: Sequence[str], *, min_images: int, teacher: tuple[list[str], np.ndarray] | None,
+                  embedding_size: int = 128):
+    """The packed label matrix of :class:`JointLayout` for training records, and the identity names.
+
+    Identities with at least ``min_images`` training images get a label; the teacher's
+    embeddings are centred on their mean and normalised. Without a teacher the teacher
+    columns (``embedding_size`` of them) are zeros with a zero mask.
+    """
+    from collections import Counter
+
+    from facelivenet.train.stages import JointLayout
+    from facelivenet.train.teacher import record_key
+
+    counts = Counter(r.identity for r in records if r.identity is not None)
+    identities = sorted(i for i, c in counts.items() if c >= min_images)
+    index = {name: k for k, name in enumerate(identities)}
+    tdim = embedding_size
+    lookup: dict[str, np.ndarray] = {}
+    if teacher is not None:
+        keys, emb = teacher
+        emb = emb - emb.mean(axis=0, keepdims=True)
+        emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        lookup = dict(zip(keys, emb))
+        tdim = emb.shape[1]
+    layout = JointLayout(len(classes), tdim)
+    y = np.zeros((len(records), layout.width), np.float32)
+    c = len(classes)
+    for i, r in enumerate(records):
+        y[i, 0] = index.get(r.identity, -1) if r.identity is not None else -1
+        if r.expression is not None:
+            y[i, 1 : 1 + c] = r.expression
+            y[i, 1 + c] = 1.0
+        if r.smiling is not None:
+            y[i, 2 + c] = float(r.smiling)
+            y[i, 3 + c] = 1.0
+        t = lookup.get(record_key(r.path, r.landmarks)) if lookup else None
+        if t is not None:
+            y[i, 4 + c : 4 + c + tdim] = t
+            y[i, 4 + c + tdim] = 1.0
+    return y, identities, layout
+
+
+def _joint_faces(net, records) -> tuple[np.ndarray, np.ndarray]:
+    """(embeddings, expression probabilities) of records, warped as the runtime does (no jitter)."""
+    from facelivenet.data.joint import load_face
+    from facelivenet.models.compiled import compile_forward
+
+    forward = compile_forward(net)
+    size = net.network_config.image_size
+    embs, probs = [], []
+    for s in range(0, len(records), EVAL_BATCH):
+        faces = np.stack([load_face(r.path, r.landmarks, size) for r in records[s : s + EVAL_BATCH]])
+        e, p = forward(faces)
+        embs.append(np.asarray(e, np.float32))
+        probs.append(np.asarray(p, np.float32))
+    return np.concatenate(embs), np.concatenate(probs)
+
+
+def train_joint(cfg, *, on_step: OnStep | None = None) -> TrainResult:
+    """Joint training on a manifest (see :class:`facelivenet.train.stages.JointStage`).
+
+    Validation each epoch: the 10-fold pair accuracy on held-out identities
+    (``val_pair_accuracy``) and the expression accuracy on the held-out expression
+    images against their majority label (``val_expression_accuracy``; FER+ majority on
+    FER2013 validation, held-out performers and subjects); their mean (``val_score``)
+    picks the best model. The saved model records the ``similarity`` geometry.
+    """
+    from facelivenet.config import FER2013_CLASSES
+    from facelivenet.data import tfdata
+    from facelivenet.data.joint import read_manifest
+    from facelivenet.train.stages import JointStage, JointWeights
+    from facelivenet.train.teacher import load_teacher_cache
+
+    records = read_manifest(Path(cfg.data) / "manifest.jsonl")
+    if cfg.model:
+        load_network(cfg.model)  # fail early on a bad model file
+    train = [r for r in records if r.split == "train"]
+    val = [r for r in records if r.split == "val"]
+    classes = tuple(FER2013_CLASSES)
+    teacher = load_teacher_cache(cfg.teacher_cache) if cfg.teacher_cache else None
+    dim = load_network(cfg.model).network_config.embedding_size if cfg.model else cfg.embedding_size
+    if teacher is not None and teacher[1].shape[1] != dim:
+        raise ConfigError(f"the teacher's embeddings are {teacher[1].shape[1]}-d and the network's {dim}-d: "
+                          f"train with --embedding-size {teacher[1].shape[1]}")
+    targets, identities, layout = joint_targets(train, classes, min_images=cfg.min_images_per_identity,
+                                                teacher=teacher, embedding_size=dim)
+    rng = np.random.default_rng(cfg.seed)
+    val_id = [r for r in val if r.identity is not None]
+    if len(val_id) > cfg.max_val_images:
+        val_id = [val_id[i] for i in sorted(rng.choice(len(val_id), cfg.max_val_images, replace=False))]
+    names = sorted({r.identity for r in val_id})
+    val_groups = np.array([names.index(r.identity) for r in val_id])
+    val_expr = [r for r in val if r.expression is not None]
+    val_expr_labels = np.array([int(np.argmax(r.expression)) for r in val_expr])
+    schedule = _schedule(cfg)
+    weights = JointWeights(cfg.weight_identity, cfg.weight_distill if teacher else 0.0, cfg.weight_expression,
+                           cfg.weight_smiling)
+
+    def build():
+        keras.utils.set_random_seed(cfg.seed)
+        if cfg.model:
+            net = load_network(cfg.model)
+            net = with_config(net, alignment="similarity", expression_classes=classes)
+        else:
+            net = _fresh_network(cfg, classes)
+            net = with_config(net, alignment="similarity")
+        return JointStage(net, len(identities), cfg.loss, layout, weights, classes.index("happy"))
+
+    def validate(stage) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        if val_id:
+            emb, _ = _joint_faces(stage.net, val_id)
+            pair = _pair_accuracy(emb, val_groups, cfg.seed)
+            if pair is not None:
+                metrics["val_pair_accuracy"] = pair
+        if val_expr:
+            _, probs = _joint_faces(stage.net, val_expr)
+            metrics["val_expression_accuracy"] = float(np.mean(np.argmax(probs, axis=1) == val_expr_labels))
+        if metrics:
+            metrics["val_score"] = float(np.mean(list(metrics.values())))
+        return metrics
+
+    paths = tuple(r.path for r in train)
+    marks = np.asarray([r.landmarks for r in train], np.float32)
+
+    def batches(*, epoch, seed, skip_batches, batch_size, image_size):
+        return tfdata.joint_dataset(paths, marks, targets, image_size=image_size, batch_size=batch_size,
+                                    seed=seed, epoch=epoch, skip_batches=skip_batches, flip=cfg.flip,
+                                    grey_share=cfg.grey_share)
+
+    fingerprint = {
+        "stage": "joint", "identities": len(identities), "images": len(train), "teacher": bool(teacher),
+        "batch_size": cfg.batch_size, "seed": cfg.seed, "optimizer": cfg.optimizer,
+        "precision": cfg.precision, "model": cfg.model, "loss": cfg.loss.kind,
+        "weights": [weights.identity, weights.distill, weights.expression, weights.smiling],
+        "architecture": None if cfg.model else [cfg.preset, cfg.width, cfg.embedding_size, cfg.image_size],
+    }
+    result = run_training(
+        cfg, build_stage=build, data=TrainData(paths, targets, batches=batches), schedule=schedule,
+        validate=validate, metric="val_score", fingerprint=fingerprint, on_step=on_step,
+    )
+    _write_names(result.work_dir / "identities.txt", identities)
+    return result
+__all__ = ["train_verification", "train_expression", "train_multitask", "train_joint", "TrainResult"]

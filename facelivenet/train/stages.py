@@ -25,7 +25,7 @@ from keras import ops
 
 from facelivenet import losses
 from facelivenet.models.network import FaceLiveNet, copy_matching_weights
-from facelivenet.train.config import VerificationLossConfig
+from facelivenet.train.config import MARGIN_LOSSES, VerificationLossConfig
 
 Reduce = Callable[[object], object]
 
@@ -76,27 +76,39 @@ def with_config(network: FaceLiveNet, **changes) -> FaceLiveNet:
 
 
 class _VerificationTerm:
-    """Softmax over identities + alpha * Lc on the prelogits (L1 of DESIGN.md §3)."""
+    """Softmax over identities + alpha * Lc on the prelogits (L1 of DESIGN.md §3), or a
+    margin head (ArcFace / CosFace, DESIGN.md §3b) in place of the softmax."""
 
     def __init__(self, num_ids: int, dim: int, loss_cfg: VerificationLossConfig, weight_decay: float):
         self.cfg = loss_cfg
+        margin_head = loss_cfg.kind in MARGIN_LOSSES
         self.head = keras.layers.Dense(
-            num_ids, name="identity_logits",
-            kernel_regularizer=keras.regularizers.L2(weight_decay) if weight_decay > 0 else None,
+            num_ids, name="identity_logits", use_bias=not margin_head,
+            kernel_regularizer=keras.regularizers.L2(weight_decay) if weight_decay > 0 and not margin_head else None,
         )
         self.head.build((None, dim))
-        self.centers = losses.CenterState(num_ids, dim, name="identity_centers") if loss_cfg.kind != "none" else None
+        self.centers = losses.CenterState(num_ids, dim, name="identity_centers") if loss_cfg.uses_centers else None
 
     def variables(self) -> list:
         return list(self.head.variables) + (list(self.centers.variables) if self.centers else [])
 
+    def logits(self, prelogits, labels):
+        """Identity logits: the softmax head's, or the margin head's (margin on the label's logit)."""
+        x = ops.cast(prelogits, "float32")
+        cfg = self.cfg
+        if cfg.kind == "arcface":
+            return losses.arcface_logits(losses.cosine_logits(x, self.head.kernel), labels, cfg.scale, cfg.head_margin)
+        if cfg.kind == "cosface":
+            return losses.cosface_logits(losses.cosine_logits(x, self.head.kernel), labels, cfg.scale, cfg.head_margin)
+        return ops.cast(self.head(x), "float32")
+
     def __call__(self, prelogits, labels, scale, reduce: Reduce) -> dict:
         x = ops.cast(prelogits, "float32")
-        logits = ops.cast(self.head(x), "float32")
+        logits = self.logits(x, labels)
         ce = losses.softmax_cross_entropy(labels, logits) * scale
         correct = losses.accuracy(labels, logits) * scale
         cfg = self.cfg
-        if cfg.kind == "none":
+        if not cfg.uses_centers:
             lc = ops.convert_to_tensor(0.0, "float32")
         elif cfg.kind == "center":
             lc = losses.center_loss(x, labels, self.centers.centers) * scale
@@ -314,3 +326,121 @@ class MultitaskStage(Stage):
             "unit_objective": unit, "weight_decay": wd,
         }
         return StepOutput(loss, logs, t.get("center_stats"), unit_loss=unit)
+
+
+@dataclass(frozen=True)
+class JointLayout:
+    """Columns of a joint batch's float label matrix (see :mod:`facelivenet.train.joint`).
+
+    ``[identity | expression (C) | expression mask | smiling | smiling mask |
+    teacher (T) | teacher mask]``; identity is -1 where unknown.
+    """
+
+    classes: int
+    teacher_dim: int
+
+    @property
+    def width(self) -> int:
+        return 1 + self.classes + 2 + 2 + self.teacher_dim + 1
+
+    def split(self, labels):
+        c, t = self.classes, self.teacher_dim
+        ident = labels[:, 0]
+        expr = labels[:, 1 : 1 + c]
+        expr_mask = labels[:, 1 + c]
+        smile = labels[:, 2 + c]
+        smile_mask = labels[:, 3 + c]
+        teacher = labels[:, 4 + c : 4 + c + t]
+        teacher_mask = labels[:, 4 + c + t]
+        return ident, expr, expr_mask, smile, smile_mask, teacher, teacher_mask
+
+
+@dataclass(frozen=True)
+class JointWeights:
+    """Weights of the joint objective's terms (DESIGN.md §3b)."""
+
+    identity: float = 1.0
+    distill: float = 10.0
+    expression: float = 1.0
+    smiling: float = 0.5
+
+
+class JointStage(Stage):
+    """Joint training of the whole network on mixed batches, each loss masked to its labels.
+
+    ``L = w_id L_id + w_kd L_kd + w_expr L_expr + w_smile L_smile + weight decay`` where
+
+    * ``L_id``: the identity head (softmax or an ArcFace / CosFace margin head) on the
+      samples with an identity label;
+    * ``L_kd``: ``1 - cos(embedding, teacher)`` on every sample with a teacher embedding
+      (the teacher's cached descriptor, centred and normalised);
+    * ``L_expr``: cross-entropy against the target distribution (FER+ votes, one-hot
+      labels) on the samples with an expression;
+    * ``L_smile``: binary cross-entropy of p(happy) against CelebA's ``Smiling``.
+
+    Each is the mean over the samples that carry its label, counted on the whole global
+    batch (``reduce``), so a distributed step adds up to the single-device loss.
+    """
+
+    name = "joint"
+    metric = "val_score"
+
+    def __init__(self, net: FaceLiveNet, num_ids: int, loss_cfg: VerificationLossConfig, layout: JointLayout,
+                 weights: JointWeights, happy_index: int | None):
+        super().__init__(net)
+        if loss_cfg.uses_centers:
+            raise ValueError("joint training takes --loss none, arcface or cosface (no class centers)")
+        cfg = net.network_config
+        if layout.teacher_dim != cfg.embedding_size:
+            raise ValueError(f"the teacher's embeddings are {layout.teacher_dim}-d; the network's {cfg.embedding_size}-d")
+        self.body = keras.Model(
+            net.input,
+            [net.get_layer("verif_bottleneck_bn").output, net.get_layer("embedding").output,
+             net.get_layer("expression_logits").output],
+            name="joint_body",
+        )
+        self.term = _VerificationTerm(max(num_ids, 1), cfg.embedding_size, loss_cfg, cfg.weight_decay)
+        self.layout = layout
+        self.weights = weights
+        self.happy_index = happy_index
+        self._unit_ids = {id(v) for v in net.get_layer("dyn_dense").trainable_variables}
+
+    def trainable_variables(self) -> list:
+        body = [v for v in self.body.trainable_variables if id(v) not in self._unit_ids]
+        return body + list(self.term.head.trainable_variables)
+
+    def state_variables(self) -> list:
+        return super().state_variables() + self.term.variables()
+
+    def step(self, images, labels, *, scale, replicas, reduce=_identity) -> StepOutput:
+        ident, expr, expr_mask, smile, smile_mask, teacher, teacher_mask = self.layout.split(
+            ops.cast(labels, "float32"))
+        prelogits, embedding, expr_logits = self.body(images, training=True)
+        expr_logits = ops.cast(expr_logits, "float32")
+        id_mask = ops.cast(ops.greater_equal(ident, 0.0), "float32")
+        id_labels = ops.cast(ops.maximum(ident, 0.0), "int32")
+
+        def count(mask):
+            return reduce(ops.stop_gradient(ops.sum(mask)))
+
+        id_logits = self.term.logits(prelogits, id_labels)
+        per_id = keras.losses.sparse_categorical_crossentropy(id_labels, id_logits, from_logits=True)
+        l_id = losses.masked_mean(per_id, id_mask, count(id_mask))
+        hits = ops.cast(ops.equal(ops.cast(ops.argmax(id_logits, axis=-1), "int32"), id_labels), "float32")
+        acc_id = losses.masked_mean(hits, id_mask, count(id_mask))
+        l_kd = losses.masked_mean(losses.distillation_loss(embedding, teacher), teacher_mask, count(teacher_mask))
+        l_expr = losses.masked_mean(losses.soft_cross_entropy(expr, expr_logits), expr_mask, count(expr_mask))
+        expr_hits = ops.cast(ops.equal(ops.argmax(expr_logits, axis=-1), ops.argmax(expr, axis=-1)), "float32")
+        acc_expr = losses.masked_mean(expr_hits, expr_mask, count(expr_mask))
+        if self.happy_index is not None:
+            p_happy = ops.softmax(expr_logits, axis=-1)[:, self.happy_index]
+            l_smile = losses.masked_mean(losses.binary_probability_loss(p_happy, smile), smile_mask,
+                                         count(smile_mask))
+        else:
+            l_smile = ops.convert_to_tensor(0.0, "float32")
+        w = self.weights
+        wd = self._weight_decay(replicas, self.term.regularization())
+        loss = w.identity * l_id + w.distill * l_kd + w.expression * l_expr + w.smiling * l_smile + wd
+        logs = {"loss": loss, "l_id": l_id, "acc_id": acc_id, "l_kd": l_kd, "l_expr": l_expr,
+                "acc_expr": acc_expr, "l_smile": l_smile, "weight_decay": wd}
+        return StepOutput(loss, logs, None)
