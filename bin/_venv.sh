@@ -1,5 +1,5 @@
 # Sourced by bin/test, bin/facelivenet and bin/demo: make sure .venv exists and holds this
-# package (editable) with its test and export extras. Reinstalls when setup.cfg changes.
+# package (editable) with its test, export and teacher extras. Reinstalls when setup.cfg changes.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
@@ -13,7 +13,7 @@ if [ ! -f "$STAMP" ]; then
   LOG="$VENV/install.log"
   echo "installing facelivenet and its dependencies into $VENV (log: $LOG) ..." >&2
   if ! { "$VENV/bin/python" -m pip install --disable-pip-version-check --upgrade pip &&
-         "$VENV/bin/python" -m pip install --disable-pip-version-check -e "$ROOT[test,export]"; } >"$LOG" 2>&1; then
+         "$VENV/bin/python" -m pip install --disable-pip-version-check -e "$ROOT[test,export,teacher]"; } >"$LOG" 2>&1; then
     tail -n 25 "$LOG" >&2
     echo "error: installing into $VENV failed (full log: $LOG)" >&2
     exit 2

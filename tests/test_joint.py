@@ -216,3 +216,24 @@ def test_train_joint_runs_masked_losses_and_records_the_geometry(fer_dir, tmp_pa
     assert float(steps[0]["l_id"]) > 0.0
     epochs = read_csv(result.work_dir / "epochs.csv")
     assert "val_expression_accuracy" in epochs[0] and "val_score" in epochs[0]
+
+
+def test_write_faces_by_expression_and_identity(fer_dir, tmp_path):
+    ids = tmp_path / "celeba-identities"
+    for person in ("301", "302"):
+        _img(ids / person / "0.jpg", size=(64, 64), value=80)
+    sources = [joint.Source.parse(f"fer={fer_dir}"), joint.Source.parse(f"identities={ids}")]
+    joint.build_manifest(sources, tmp_path / "m", val_fraction=0.0, detector=FakeDetector())
+    recs = joint.read_manifest(tmp_path / "m" / "manifest.jsonl")
+    val = [r for r in recs if r.split == "val"]
+    counts = joint.write_faces(val, tmp_path / "expr", size=80, by="expression")
+    assert counts == {"happy": 3, "neutral": 3}                    # FER+ majority, not the folder
+    face = np.asarray(Image.open(next((tmp_path / "expr" / "happy").iterdir())))
+    assert face.shape == (80, 80, 3)
+    train = [r for r in recs if r.split == "train"]
+    assert joint.write_faces(train, tmp_path / "ids", size=80, by="identity") == {"celeba_301": 1, "celeba_302": 1}
+    crop = joint.write_faces([r for r in val if r.source == "fer"], tmp_path / "crop", size=80, by="expression",
+                             alignment="crop")
+    assert sum(crop.values()) == 6
+    with pytest.raises(DatasetError, match="use similarity"):
+        joint.write_faces(train, tmp_path / "bad", size=80, by="identity", alignment="crop")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import click
 
-from facelivenet.cli.common import Command, emit, json_option, progress, quiet_option
+from facelivenet.cli.common import Command, emit, json_option, model_option, progress, quiet_option
 from facelivenet.cli.train_cmds import (
     _DIR, _FILE, _architecture, _architecture_kwargs, _common, _common_kwargs, _report, _report_text,
 )
@@ -130,3 +130,42 @@ def train_joint_cmd(as_json, **kw):
     kw.pop("random_crop", None)
     cfg = JointConfig(**common, **_architecture_kwargs(kw), loss=loss, **kw)
     emit(_report(train_joint(cfg)), as_json, _report_text)
+
+
+@click.command("manifest-faces", cls=Command)
+@click.argument("manifest_dir", type=_DIR)
+@click.argument("out_dir", type=_DIR)
+@click.option("--by", type=click.Choice(["identity", "expression"]), required=True,
+              help="Class folders by identity, or by the majority expression (FER+ majority for FER2013).")
+@click.option("--split", type=click.Choice(["train", "val"]), default="val", show_default=True)
+@click.option("--source", "only_sources", multiple=True, type=click.Choice(SOURCE_KINDS),
+              help="Only records of these source kinds (repeatable). Default: all.")
+@click.option("--size", type=click.IntRange(min=8), default=None,
+              help="Face side in pixels. Default: the model's input size.")
+@click.option("--alignment", type=click.Choice(["similarity", "crop"]), default=None,
+              help="Geometry. Default: the model's (crop resizes tight sources whole).")
+@model_option
+@quiet_option
+@json_option
+def manifest_faces(manifest_dir, out_dir, by, split, only_sources, size, alignment, model_path, quiet, as_json):
+    """Write a manifest's faces as class folders, cut as the model sees them.
+
+    For evaluate-expression and calibrate on held-out data with one geometry: e.g.
+    --by expression --source fer gives FER2013 validation under its FER+ majority
+    labels; --by identity gives the held-out identities to calibrate on.
+    """
+    from pathlib import Path
+
+    from facelivenet.data.joint import read_manifest, write_faces
+
+    records = [r for r in read_manifest(Path(manifest_dir) / "manifest.jsonl")
+               if r.split == split and (not only_sources or r.source in only_sources)]
+    if size is None or alignment is None:
+        from facelivenet.api import load_model
+
+        cfg = load_model(model_path).config
+        size = size or cfg.image_size
+        alignment = alignment or cfg.alignment
+    counts = write_faces(records, out_dir, size=size, by=by, alignment=alignment, progress=_progress(quiet))
+    emit({"out": out_dir, "faces": sum(counts.values()), "classes": counts}, as_json,
+         lambda r: f"{r['out']}: {r['faces']} faces in {len(r['classes'])} folders")

@@ -380,28 +380,21 @@ JITTER = (8.0, 0.06, 0.03)
 def warp_face(image: np.ndarray, landmarks, size: int, rng: np.random.Generator | None = None) -> np.ndarray:
     """The face as the model sees it: the five landmarks onto the template at ``size`` px.
 
-    This is :func:`facelivenet.detect.align.similarity_align`'s transform (the runtime
-    path of a ``similarity`` model), with the border replicated rather than black
-    (tight crops are warped past their edges). With ``rng``, a small random rotation,
-    scale and shift about the face centre is composed on top (training only).
+    Without ``rng`` this is exactly :func:`facelivenet.detect.align.similarity_align`, the
+    run-time path of a ``similarity`` model. With ``rng``, a small random rotation, scale
+    and shift about the face centre (:data:`JITTER`) is composed on top (training only).
     """
     import cv2
 
-    from facelivenet.detect.align import landmark_template
+    from facelivenet.detect.align import similarity_matrix, warp
 
-    src = np.asarray(landmarks, np.float32).reshape(5, 2)
-    matrix, _ = cv2.estimateAffinePartial2D(src, landmark_template(size), method=cv2.RANSAC,
-                                            ransacReprojThreshold=1e6)
-    if matrix is None:
-        raise DatasetError("degenerate landmarks: no similarity transform to the template")
+    matrix = similarity_matrix(landmarks, size)
     if rng is not None:
         rot, scl, shift = JITTER
-        angle = rng.uniform(-rot, rot)
-        zoom = 1.0 + rng.uniform(-scl, scl)
-        jitter = cv2.getRotationMatrix2D((size / 2.0, size / 2.0), angle, zoom)
+        jitter = cv2.getRotationMatrix2D((size / 2.0, size / 2.0), rng.uniform(-rot, rot), 1.0 + rng.uniform(-scl, scl))
         jitter[:, 2] += rng.uniform(-shift, shift, size=2) * size
         matrix = np.concatenate([jitter[:, :2] @ matrix[:, :2], (jitter[:, :2] @ matrix[:, 2] + jitter[:, 2])[:, None]], 1)
-    return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return warp(image, matrix, size)
 
 
 def to_grey(image: np.ndarray) -> np.ndarray:
@@ -427,3 +420,49 @@ def load_face(path: str, landmarks, size: int, *, seed: Sequence[int] | None = N
         if grey_share > 0 and rng.random() < grey_share:
             face = to_grey(face)
     return face
+
+
+def write_faces(records: Sequence[Record], out_dir: str | os.PathLike, *, size: int, by: str,
+                alignment: str = "similarity", progress: Callable | None = None) -> dict[str, int]:
+    """Write the records' faces as class folders: ``OUT/<class>/<file>.png``.
+
+    ``by="identity"`` names folders by identity (``/`` becomes ``_``), ``by="expression"``
+    by the majority of the record's expression distribution (FER+ majority, or the label).
+    Faces are cut with ``alignment``: ``similarity`` is the joint models' geometry (the
+    landmarks onto the template); ``crop`` resizes a tight source's whole image, which
+    is how a model of the older crop geometry saw FER2013 and CK+ in training.
+    Returns the number of faces per class. The faces stay outside the project (they are
+    derived from the datasets).
+    """
+    import cv2
+
+    from facelivenet.config import FER2013_CLASSES
+    from facelivenet.images import read_image
+    from facelivenet.preprocess import resize_face
+
+    if by not in ("identity", "expression"):
+        raise DatasetError(f"write_faces: by must be 'identity' or 'expression'. Received: {by!r}")
+    root = Path(out_dir)
+    counts: dict[str, int] = {}
+    items = progress(records, len(records), "faces") if progress else records
+    for r in items:
+        if by == "identity":
+            if r.identity is None:
+                continue
+            cls = r.identity.replace("/", "_")
+        else:
+            if r.expression is None:
+                continue
+            cls = FER2013_CLASSES[int(np.argmax(r.expression))]
+        image = read_image(r.path)
+        if alignment == "similarity":
+            face = warp_face(image, r.landmarks, size)
+        elif r.source in TIGHT_SOURCES:
+            face = resize_face(image, size)
+        else:
+            raise DatasetError(f"{r.path}: a {r.source!r} photo has no crop-geometry face here; use similarity")
+        target = root / cls / (Path(r.path).stem + ".png")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(target), cv2.cvtColor(face, cv2.COLOR_RGB2BGR))
+        counts[cls] = counts.get(cls, 0) + 1
+    return counts

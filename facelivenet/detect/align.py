@@ -76,16 +76,12 @@ def crop_face(image: np.ndarray, box: Sequence[float], image_size: int = 160, ma
     return cv2.resize(face, (size, size), interpolation=interp)
 
 
-def similarity_align(image: np.ndarray, landmarks: np.ndarray, image_size: int = 160) -> np.ndarray:
-    """Warp the face so its five landmarks best fit :func:`landmark_template`.
+def similarity_matrix(landmarks: np.ndarray, image_size: int = 160) -> np.ndarray:
+    """(2, 3) rotation + uniform scale + translation taking the five landmarks closest
+    (least squares) onto :func:`landmark_template` at ``image_size``.
 
-    Args:
-        image: (H, W, 3) uint8.
-        landmarks: (5, 2) points in :data:`~facelivenet.detect.LANDMARK_NAMES` order.
-        image_size: output side.
-
-    Returns:
-        (image_size, image_size, 3) uint8; the area outside the source image is black.
+    Raises:
+        AlignmentError: not five finite points, or points that admit no transform.
     """
     size = _check_size(image_size)
     src = np.asarray(landmarks, dtype=np.float32).reshape(-1, 2)
@@ -98,7 +94,28 @@ def similarity_align(image: np.ndarray, landmarks: np.ndarray, image_size: int =
     )
     if matrix is None or not np.all(np.isfinite(matrix)) or abs(np.linalg.det(matrix[:, :2])) < 1e-8:
         raise AlignmentError("degenerate landmarks: no similarity transform to the template")
-    return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderValue=0)
+    return matrix
+
+
+def warp(image: np.ndarray, matrix: np.ndarray, image_size: int) -> np.ndarray:
+    """``image`` warped by a (2, 3) matrix into an ``image_size`` square; the border is
+    replicated (a face near the frame edge, or a tight crop, is warped past its edges)."""
+    return cv2.warpAffine(image, matrix, (image_size, image_size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def similarity_align(image: np.ndarray, landmarks: np.ndarray, image_size: int = 160) -> np.ndarray:
+    """Warp the face so its five landmarks best fit :func:`landmark_template`.
+
+    Args:
+        image: (H, W, 3) uint8.
+        landmarks: (5, 2) points in :data:`~facelivenet.detect.LANDMARK_NAMES` order.
+        image_size: output side.
+
+    Returns:
+        (image_size, image_size, 3) uint8; outside the source image the border is replicated.
+    """
+    return warp(image, similarity_matrix(landmarks, image_size), _check_size(image_size))
 
 
 def align_face(image: np.ndarray, detection, image_size: int = 160, mode: str = "crop", margin: float = 32) -> np.ndarray:
