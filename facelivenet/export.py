@@ -27,6 +27,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from facelivenet.errors import FaceLiveNetError, InputError
+from facelivenet.faces import IMAGE_EXTENSIONS
 from facelivenet.models.compiled import inference_model
 from facelivenet.models.network import FaceLiveNet
 from facelivenet.utils import atomic_path
@@ -275,7 +276,7 @@ def load_face_dir(folder: str | os.PathLike, size: int, limit: int | None = None
     root = Path(folder)
     if not root.is_dir():
         raise InputError(f"{root}: no such directory of face crops")
-    exts = {".png", ".jpg", ".jpeg", ".pgm", ".bmp", ".webp", ".tif", ".tiff"}
+    exts = set(IMAGE_EXTENSIONS)
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in exts)
     faces = []
     for p in files:

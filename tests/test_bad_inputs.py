@@ -193,7 +193,7 @@ def test_bad_input_is_a_one_line_error_with_exit_2(files, name, argv, fragment):
 
 @pytest.mark.parametrize("key", ["png16", "rgba", "grey"])
 def test_16bit_rgba_and_grey_images_work(files, key):
-    res = _runner().invoke(cli, ["analyze", "--model", str(files["model"]), str(files[key]), "--json"])
+    res = _runner().invoke(cli, ["analyze", "--model", str(files["model"]), "--cropped", str(files[key]), "--json"])
     assert res.exit_code == 0, res.output
     assert abs(json.loads(res.stdout)["faces"][0]["embedding_norm"] - 1) < 1e-4
 

@@ -37,8 +37,8 @@ def test_info_json(runner, tiny_model_path):
 
 def test_analyze_json_and_embeddings_file(runner, tiny_model_path, face_png, tmp_path):
     out = tmp_path / "emb.npy"
-    res = runner.invoke(cli, ["analyze", "--model", str(tiny_model_path), "--json", "--embeddings", str(out),
-                              str(face_png), str(face_png)])
+    res = runner.invoke(cli, ["analyze", "--model", str(tiny_model_path), "--json", "--cropped",
+                              "--embeddings", str(out), str(face_png), str(face_png)])
     assert res.exit_code == 0, res.output
     d = json.loads(res.stdout)
     assert len(d["faces"]) == 2

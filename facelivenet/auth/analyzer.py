@@ -17,6 +17,7 @@ import numpy as np
 from facelivenet.auth.challenge import FrameObservation
 from facelivenet.auth.observe import frame_observation
 from facelivenet.config import DETECT_MAX_SIDE
+from facelivenet.faces import MIN_FACE_SCORE, FacePath
 from facelivenet.preprocess import to_rgb
 
 
@@ -81,25 +82,16 @@ class FrameAnalyzer:
     """
 
     def __init__(self, model: Any, detector: Any = None, align: Callable[..., np.ndarray] | None = None,
-                 *, detect_max_side: int | None = DETECT_MAX_SIDE, min_score: float = 0.9):
-        if detector is None or align is None:
-            from facelivenet.detect import FaceDetector, align_face
-
-            detector = detector if detector is not None else FaceDetector()
-            align = align if align is not None else align_face
+                 *, detect_max_side: int | None = DETECT_MAX_SIDE, min_score: float = MIN_FACE_SCORE):
         self.model = model
-        self.detector = detector
-        self.align = align
+        self.path = FacePath(model.config, detector, align, detect_max_side=detect_max_side, min_score=min_score)
+        self.detector = self.path.detector
         self.detect_max_side = detect_max_side
         self.min_score = min_score
 
     def detect(self, image: np.ndarray) -> list[Any]:
-        """Detections (score >= ``min_score``) in full-frame pixels."""
-        longest = max(image.shape[:2])
-        factor = 1.0
-        if self.detect_max_side and longest > self.detect_max_side:
-            factor = longest / self.detect_max_side
-        return [d for d in self.detector.detect(image, downscale=factor) if float(d.score) >= self.min_score]
+        """Detections (score >= ``min_score``) in full-frame pixels (the one face path's ``all``)."""
+        return self.path.detect(image)
 
     def analyze(self, image: np.ndarray) -> FrameAnalysis:
         """Analyse one (H, W, 3) uint8 RGB frame (grey and RGBA are converted)."""
@@ -111,7 +103,6 @@ class FrameAnalyzer:
 
         The time of the shared forward is split between frames by their face counts.
         """
-        cfg = self.model.config
         images = [to_rgb(im) for im in images]
         dets, crops, detect_s = [], [], []
         for image in images:
@@ -119,7 +110,7 @@ class FrameAnalyzer:
             found = self.detect(image)
             detect_s.append(time.perf_counter() - t0)
             dets.append(found)
-            crops.extend(self.align(image, d, cfg.image_size, cfg.alignment, cfg.margin) for d in found)
+            crops.extend(self.path.align(image, d) for d in found)
         t0 = time.perf_counter()
         result = self.model.analyze(np.stack(crops)) if crops else None
         network_s = time.perf_counter() - t0

@@ -30,7 +30,9 @@ from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 
+from facelivenet.distances import identity_distances  # noqa: F401 (re-exported)
 from facelivenet.errors import GalleryError, GalleryModelMismatch, InputError
+from facelivenet.faces import MIN_FACE_SCORE
 from facelivenet.utils import atomic_write_text
 
 GALLERY_FORMAT = "facelivenet-gallery"
@@ -336,26 +338,6 @@ def _check_embeddings(emb: np.ndarray, size: int, name: str) -> np.ndarray:
     return np.ascontiguousarray(emb, dtype=np.float32)
 
 
-def identity_distances(embeddings: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """(N,) squared L2 distance from each of N embeddings (N, D) to the nearest of K (K, D).
-
-    Both are unit vectors, so the distance is in [0, 4]; compare it with the model's
-    ``verification_threshold``.
-    """
-    q = np.asarray(embeddings, dtype=np.float64)
-    r = np.asarray(reference, dtype=np.float64)
-    if q.ndim == 1:
-        q = q[None, :]
-    if r.ndim == 1:
-        r = r[None, :]
-    if q.shape[1] != r.shape[1] or r.shape[0] == 0:
-        raise InputError(f"cannot compare embeddings of shape {q.shape} with a reference of shape {r.shape}")
-    if q.shape[0] == 0:
-        return np.zeros((0,), np.float32)
-    d = (q * q).sum(1)[:, None] + (r * r).sum(1)[None, :] - 2.0 * q @ r.T
-    return np.clip(d.min(axis=1), 0.0, 4.0).astype(np.float32)
-
-
 # --------------------------------------------------------------------------- enrolment
 
 
@@ -383,13 +365,18 @@ class DetectorCropper:
     """
 
     def __init__(self, detector: Any, align: Callable[..., np.ndarray], image_size: int,
-                 mode: str = "crop", margin: int = 32, min_score: float = 0.9):
+                 mode: str = "crop", margin: int = 32, min_score: float = MIN_FACE_SCORE):
+        from types import SimpleNamespace
+
+        from facelivenet.faces import FacePath
+
         self.detector = detector
-        self.align = align
         self.image_size = image_size
         self.mode = mode
         self.margin = margin
         self.min_score = min_score
+        geometry = SimpleNamespace(image_size=image_size, alignment=mode, margin=margin)
+        self.path = FacePath(geometry, detector, align, min_score=min_score)
 
     @classmethod
     def for_model(cls, config: Any, detector: Any = None, **kwargs: Any) -> "DetectorCropper":
@@ -400,12 +387,8 @@ class DetectorCropper:
                    config.alignment, config.margin, **kwargs)
 
     def __call__(self, image: np.ndarray, source: str) -> np.ndarray:
-        faces = [d for d in self.detector.detect(image) if float(d.score) >= self.min_score]
-        if not faces:
-            raise InputError(f"{source}: no face found")
-        if len(faces) > 1:
-            raise InputError(f"{source}: {len(faces)} faces found; an enrolment image must show one person")
-        return self.align(image, faces[0], self.image_size, self.mode, self.margin)
+        """The crop of the one face of ``image`` (the one face path's ``one`` policy)."""
+        return self.path.faces(image, "one", source)[0].crop
 
 
 def embed_faces(model: Any, images: Sequence[str | os.PathLike | np.ndarray],

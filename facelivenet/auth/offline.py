@@ -12,20 +12,27 @@ The order of operations that keeps a token single-use without burning it on a ty
 3. :meth:`OfflineChallenge.consume` records the nonce (atomically) before the
    decision is reported; if another verification used it meanwhile, the answer is
    a ``token_reused`` rejection.
+
+:func:`authenticate_clip` is that whole use case in one call (the CLI's
+``verify-video``, the demo, the facade's ``authenticate`` and the attack suite run it).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
+
+import numpy as np
 
 from facelivenet.auth.challenge import (
     Challenge, ChallengeSettings, Decision, Reason, ReasonCode, validate_expressions,
 )
 from facelivenet.auth.nonces import NonceStore
 from facelivenet.auth.tokens import TokenClaims, verify_token
-from facelivenet.errors import ChallengeError
+from facelivenet.errors import ChallengeError, InputError
 
 
 @dataclass(frozen=True)
@@ -84,3 +91,58 @@ def prepare_offline_challenge(*, token: str | None = None, expressions: str | Se
         raise ChallengeError("a challenge token needs the signing key")
     check = verify_token(token, key, nonces=nonces, consume=False, clock=clock)
     return OfflineChallenge(check.claims.challenge_for_clip(settings.time_limit), check.claims, check.reason)
+
+
+@dataclass
+class Authentication:
+    """What :func:`authenticate_clip` decided.
+
+    Attributes:
+        decision: the engine's decision (or the token's rejection).
+        clip: the clip's analysis (None when the token was refused before any frame).
+        claims: the token's claims (None for an explicit challenge).
+    """
+
+    decision: Decision
+    clip: Any | None
+    claims: TokenClaims | None
+
+    @property
+    def accepted(self) -> bool:
+        return self.decision.accepted
+
+    @property
+    def frames_analysed(self) -> int:
+        return self.clip.frames_analysed if self.clip is not None else 0
+
+
+def authenticate_clip(clip: str | os.PathLike, analyzer: Any, reference: np.ndarray, *,
+                      settings: ChallengeSettings, token: str | None = None,
+                      challenge: str | Sequence[str] | None = None, key: bytes | None = None,
+                      nonces: NonceStore | None = None, stride: int = 1,
+                      on_frames: Callable[[int], None] | None = None,
+                      clock: Callable[[], float] = time.time) -> Authentication:
+    """The offline challenge-response use case: token (or challenge) → clip → decision.
+
+    The token is checked first (a refused token is a reject before any frame is read),
+    the clip is analysed, and only then is the token consumed; if another verification
+    spent it meanwhile, the decision becomes a ``token_reused`` reject.
+
+    Raises:
+        InputError: the clip has no face in any analysed frame (unusable input: the
+            token is not spent on it), or the clip cannot be read.
+    """
+    from facelivenet.auth.verify import verify_clip
+
+    offline = prepare_offline_challenge(token=token, expressions=challenge, settings=settings, key=key,
+                                        nonces=nonces, clock=clock)
+    if offline.rejection is not None:
+        return Authentication(offline.rejected_decision(settings), None, offline.claims)
+    result = verify_clip(clip, analyzer, reference, offline.challenge, settings, stride=stride, on_frames=on_frames)
+    if result.frames_analysed and not any(a.faces for a in result.analyses):
+        raise InputError(f"{clip}: no face found in any of its {result.frames_analysed} analysed frames")
+    decision = result.decision
+    reused = offline.consume(nonces)
+    if reused is not None:
+        decision = dataclasses.replace(decision, accepted=False, reasons=(reused,))
+    return Authentication(decision, result, offline.claims)

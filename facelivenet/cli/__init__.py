@@ -19,7 +19,7 @@ from facelivenet.cli.eval_cmds import (
 )
 from facelivenet.cli.export_cmds import export_cmd
 from facelivenet.cli.joint_cmds import manifest_faces, prepare_joint, teacher_cache, train_joint_cmd
-from facelivenet.cli.model_cmds import analyze, create_model, info
+from facelivenet.cli.model_cmds import analyze, compare, create_model, identify, info
 from facelivenet.cli.train_cmds import train_expression_cmd, train_multitask_cmd, train_verification_cmd
 from facelivenet.cli.verify_cmds import realtime, verify_video
 
@@ -35,7 +35,7 @@ def cli():
 
 
 for _command in (
-    demo, info, analyze, create_model, align,
+    demo, info, analyze, compare, identify, create_model, align,
     train_verification_cmd, train_expression_cmd, train_multitask_cmd, prepare_joint, teacher_cache, train_joint_cmd,
     manifest_faces,
     challenge, enroll, gallery, verify_video, realtime, export_cmd,

@@ -1,13 +1,16 @@
-"""Model commands: ``info``, ``analyze``, ``create-model``."""
+"""Model commands: ``info``, ``analyze``, ``compare``, ``identify``, ``create-model``."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 import numpy as np
 
-from facelivenet.cli.common import CliError, Command, emit, json_option, model_option, progress, quiet_option
+from facelivenet.cli.common import (
+    EXIT_OK, EXIT_REJECT, CliError, Command, emit, json_option, model_option, progress, quiet_option,
+)
 from facelivenet.config import FER2013_CLASSES, PRESETS, STANDARDIZATIONS, ALIGNMENTS
 
 
@@ -50,36 +53,41 @@ def _info_text(d: dict) -> str:
 @model_option
 @json_option
 @quiet_option
+@click.option("--cropped", is_flag=True,
+              help="The images already are face crops (one face each, resized to the model's input); "
+                   "default: detect every face of each image.")
 @click.option("--embeddings", "embeddings_out", type=click.Path(dir_okay=False),
-              help="Also save the (N, D) embeddings to this .npy file.")
-def analyze(images, model_path, as_json, quiet, embeddings_out):
-    """Expression probabilities and embedding of already-cropped face images.
+              help="Also save the (N, D) embeddings of all faces, in output order, to this .npy file.")
+def analyze(images, model_path, as_json, quiet, cropped, embeddings_out):
+    """Faces, expressions and embeddings of IMAGES: one result per face.
 
-    Each IMAGE is one face crop (any size, grey, RGB or RGBA); it is resized to the
-    model's input. For whole photos, detect and align the faces first.
+    Each image is searched for faces (our MTCNN, score >= 0.9), every face is cut in the
+    model's geometry and analysed. With --cropped each image is taken as one face crop.
+    An image without a face is an error (exit 2).
     """
-    from facelivenet.api import load_model
-    from facelivenet.images import read_image
+    from facelivenet.facade import FaceAuth
 
     if embeddings_out and not embeddings_out.endswith(".npy"):
         raise CliError(f"{embeddings_out}: --embeddings must name a .npy file")
-    model = load_model(model_path)
-    faces = [read_image(p) for p in progress(images, label="reading", quiet=quiet or len(images) < 20)]
-    result = model.analyze(faces)
-    rows = []
-    for i, path in enumerate(images):
-        probs = {c: round(float(p), 6) for c, p in zip(result.expression_classes, result.expressions[i])}
-        rows.append({
-            "image": path,
-            "expression": result.top_expressions()[i],
-            "probabilities": probs,
-            "embedding_norm": round(float(np.linalg.norm(result.embeddings[i])), 6),
-        })
+    auth = FaceAuth(model_path)
+    rows, embs = [], []
+    for path in progress(images, label="analysing", quiet=quiet or len(images) < 20):
+        faces = auth.analyze_crops([path]) if cropped else auth.analyze(path)
+        if not faces:
+            raise CliError(f"{path}: no face found (use --cropped for face crops)")
+        for k, f in enumerate(faces):
+            row = {"image": path, "face": k, **(f.to_dict() if not cropped else {}),
+                   "expression": f.expression,
+                   "probabilities": {c: round(float(p), 6) for c, p in f.expressions.items()},
+                   "embedding_norm": round(float(np.linalg.norm(f.embedding)), 6)}
+            row.pop("expressions", None)
+            rows.append(row)
+            embs.append(f.embedding)
     if embeddings_out:
         from facelivenet.utils import atomic_save_npy
 
-        atomic_save_npy(Path(embeddings_out), result.embeddings)
-    emit({"model": str(model.source), "faces": rows}, as_json, _analyze_text)
+        atomic_save_npy(Path(embeddings_out), np.stack(embs).astype(np.float32))
+    emit({"model": str(auth.model.source), "faces": rows}, as_json, _analyze_text)
 
 
 def _analyze_text(d: dict) -> str:
@@ -87,8 +95,58 @@ def _analyze_text(d: dict) -> str:
     for r in d["faces"]:
         top = sorted(r["probabilities"].items(), key=lambda kv: -kv[1])[:3]
         tops = ", ".join(f"{k} {v:.2f}" for k, v in top)
-        lines.append(f"{r['image']}: {r['expression']} ({tops}); embedding norm {r['embedding_norm']:.3f}")
+        where = f" face {r['face'] + 1} at {[round(v) for v in r['box']]}" if "box" in r else ""
+        lines.append(f"{r['image']}{where}: {r['expression']} ({tops}); embedding norm {r['embedding_norm']:.3f}")
     return "\n".join(lines)
+
+
+@click.command("compare", cls=Command)
+@click.argument("image_a", type=click.Path(dir_okay=False))
+@click.argument("image_b", type=click.Path(dir_okay=False))
+@model_option
+@click.option("--threshold", type=click.FloatRange(0, 4), default=None,
+              help="Squared-L2 threshold (default: the model's calibrated one).")
+@json_option
+def compare(image_a, image_b, model_path, threshold, as_json):
+    """Are the faces of two photos the same person? Exit 0 = same, 1 = not, 2 = error.
+
+    Each photo must show exactly one face.
+    """
+    from facelivenet.facade import FaceAuth
+
+    result = FaceAuth(model_path).verify(image_a, image_b, threshold=threshold)
+    d = {"image_a": image_a, "image_b": image_b, **result.to_dict()}
+    emit(d, as_json, lambda d: f"{'same person' if d['same'] else 'different people'}: squared L2 distance "
+                               f"{d['distance']:.4f} {'<=' if d['same'] else '>'} threshold {d['threshold']:.4f}")
+    sys.exit(EXIT_OK if result.same else EXIT_REJECT)
+
+
+@click.command("identify", cls=Command)
+@click.argument("image", type=click.Path(dir_okay=False))
+@click.option("--gallery", "gallery_path", required=True, type=click.Path(dir_okay=False),
+              help="Enrolment gallery (facelivenet enroll).")
+@model_option
+@click.option("--threshold", type=click.FloatRange(0, 4), default=None,
+              help="Squared-L2 threshold (default: the model's calibrated one).")
+@click.option("--top", type=click.IntRange(1), default=5, show_default=True, help="Candidates listed.")
+@json_option
+def identify(image, gallery_path, model_path, threshold, top, as_json):
+    """Who is the one face of IMAGE among the gallery's identities? Exit 0 = found, 1 = nobody.
+
+    The nearest identity wins if its distance is within the threshold.
+    """
+    from facelivenet.facade import FaceAuth
+
+    result = FaceAuth(model_path).identify(image, gallery_path, threshold=threshold, top=top)
+    d = {"image": image, "gallery": gallery_path, **result.to_dict()}
+
+    def text(d):
+        head = (f"{d['name']} (squared L2 {d['distance']:.4f} <= {d['threshold']:.4f})" if d["matched"]
+                else f"no enrolled identity within {d['threshold']:.4f}")
+        return head + "\n" + "\n".join(f"  {c['name']}: {c['distance']:.4f}" for c in d["candidates"])
+
+    emit(d, as_json, text)
+    sys.exit(EXIT_OK if result.matched else EXIT_REJECT)
 
 
 @click.command("create-model", cls=Command)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -78,12 +77,13 @@ def verify_video(clip, model_path, gallery_path, identity, ref_image, token, cha
     accept, 1 = reject (the reasons are listed), 2 = error.
     """
     from facelivenet.api import load_model
-    from facelivenet.auth.analyzer import FrameAnalyzer
     from facelivenet.auth.challenge import ChallengeSettings
     from facelivenet.auth.decision import decision_report, format_decision
     from facelivenet.auth.nonces import NonceStore
     from facelivenet.auth.offline import prepare_offline_challenge
     from facelivenet.auth.tokens import load_key
+    from facelivenet.facade import FaceAuth
+    from facelivenet.video import VideoSource
 
     for out, ext in ((annotate, ".mp4"), (timeline, ".png")):
         if out and Path(out).suffix.lower() != ext:
@@ -94,24 +94,27 @@ def verify_video(clip, model_path, gallery_path, identity, ref_image, token, cha
     overrides = {"time_limit": time_limit} if time_limit else {}
     settings = ChallengeSettings.for_model(model.config, **overrides)
     nonces = NonceStore(nonce_db) if token else None
-    offline = prepare_offline_challenge(
-        token=token, expressions=challenge_spec, settings=settings,
-        key=load_key(key_file, create=False) if token else None, nonces=nonces,
-    )
-    token_info = offline.claims.to_dict() if offline.claims else None
-    if offline.rejection is not None:
-        decision = offline.rejected_decision(settings)
+    key = load_key(key_file, create=False) if token else None
+    auth = FaceAuth(model)
+    # The token is checked before the reference and the clip are read.
+    precheck = prepare_offline_challenge(token=token, expressions=challenge_spec, settings=settings,
+                                         key=key, nonces=nonces)
+    token_info = precheck.claims.to_dict() if precheck.claims else None
+    if precheck.rejection is not None:
+        decision = precheck.rejected_decision(settings)
         emit(decision_report(decision, frames_analysed=0, token=token_info), as_json, lambda d: format_decision(decision))
         sys.exit(EXIT_REJECT)
 
     reference, ref_info = load_reference(model, gallery_path, identity, ref_image)
-    analyzer = FrameAnalyzer(model, detect_max_side=detect_size or None)
-    # A clip without any face raises here: the token is not spent on unusable input.
-    result = analyse_clip(clip, analyzer, reference, offline.challenge, settings, stride=stride, quiet=quiet)
-    decision = result.decision
-    reused = offline.consume(nonces)
-    if reused is not None:  # another verification used the token while this clip was analysed
-        decision = dataclasses.replace(decision, accepted=False, reasons=(reused,))
+    total = VideoSource(clip).info.frame_count  # validates the clip before the long run
+    with progress_bar((total + stride - 1) // stride, label="analysing frames", quiet=quiet) as bar:
+        outcome = auth.authenticate(clip, reference, token=token, challenge=challenge_spec, key=key, nonces=nonces,
+                                    settings=settings, stride=stride, on_frames=bar.update,
+                                    detect_max_side=detect_size or None)
+    decision, result = outcome.decision, outcome.clip
+    if result is None:  # the token was refused meanwhile (e.g. it expired during the reference)
+        emit(decision_report(decision, frames_analysed=0, token=token_info), as_json, lambda d: format_decision(decision))
+        sys.exit(EXIT_REJECT)
     report = decision_report(
         decision, frames_analysed=result.frames_analysed, fps=result.info.fps / stride,
         reference=ref_info, token=token_info, include_trace=with_trace,
@@ -135,19 +138,15 @@ def verify_video(clip, model_path, gallery_path, identity, ref_image, token, cha
 
 
 def analyse_clip(clip, analyzer, reference, challenge, settings, *, stride=1, quiet=False):
-    """:func:`~facelivenet.auth.verify.verify_clip` with a progress bar on stderr (none when
-    ``quiet``); a clip with no face in any analysed frame is an error (unusable input,
-    not a liveness decision)."""
-    from facelivenet.auth.verify import verify_clip
+    """The clip's analysis for an explicit ``challenge`` (the demo), with a progress bar
+    on stderr (none when ``quiet``): :func:`facelivenet.auth.offline.authenticate_clip`."""
+    from facelivenet.auth.offline import authenticate_clip
     from facelivenet.video import VideoSource
 
     total = VideoSource(clip).info.frame_count  # validates the clip before the long run
     with progress_bar((total + stride - 1) // stride, label="analysing frames", quiet=quiet) as bar:
-        result = verify_clip(clip, analyzer, reference, challenge, settings, stride=stride, on_frames=bar.update)
-    if result.frames_analysed and not any(a.faces for a in result.analyses):
-        raise CliError(f"{clip}: no face found in any of its {result.frames_analysed} analysed frames")
-    return result
-
+        return authenticate_clip(clip, analyzer, reference, settings=settings, challenge=challenge.expressions,
+                                 stride=stride, on_frames=bar.update).clip
 
 
 def _tracked_series(result, decision):

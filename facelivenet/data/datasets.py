@@ -25,9 +25,7 @@ from typing import Sequence
 import numpy as np
 
 from facelivenet.errors import DatasetError
-
-#: File extensions treated as images when scanning folders (lower case).
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".pbm", ".tif", ".tiff", ".webp", ".gif")
+from facelivenet.faces import IMAGE_EXTENSIONS  # the one list of image file extensions
 
 #: Subject in CK+ names: ``S<subject>_<sequence>_<frame>``.
 CKPLUS_SUBJECT_REGEX = r"^(?P<subject>S\d+)_\d+_\d+"

@@ -47,6 +47,7 @@ import numpy as np
 
 from facelivenet.config import FER2013_CLASSES
 from facelivenet.errors import DatasetError
+from facelivenet.faces import IMAGE_EXTENSIONS
 
 SOURCE_KINDS = ("identities", "celeba-aligned", "fer", "taiwanese", "ckplus")
 
@@ -66,7 +67,6 @@ EXPRESSION_NAMES = {
 }
 #: Images per detector call while landmarking (images of one shape share P/R/O-Net calls).
 DETECT_CHUNK = 64
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".pgm", ".bmp", ".webp")
 
 
 @dataclass
@@ -135,7 +135,7 @@ def ferplus_targets(csv_path: Path, classes: Sequence[str] = FER2013_CLASSES) ->
 
 
 def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
 
 
 def _csv_rows(path: Path) -> list[dict]:

@@ -16,10 +16,11 @@ from typing import Sequence
 import numpy as np
 
 from facelivenet.errors import DatasetError, FileFormatError
+from facelivenet.faces import IMAGE_EXTENSIONS
 from facelivenet.utils import parse_number, read_text_file
 
 #: Image extensions tried, in order, for a pair's image file.
-PAIR_IMAGE_EXTENSIONS = (".jpg", ".png", ".jpeg", ".bmp", ".pgm")
+PAIR_IMAGE_EXTENSIONS = IMAGE_EXTENSIONS  # the one list, .jpg first
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from facelivenet.errors import FaceLiveNetError, InputError, ImageReadError
+from facelivenet.faces import IMAGE_EXTENSIONS
 from facelivenet.utils import atomic_path, atomic_write_text
 
 #: File name endings read as images (case-insensitive).
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".pnm", ".tif", ".tiff", ".webp", ".gif"})
+IMAGE_SUFFIXES = frozenset(IMAGE_EXTENSIONS)
 SETTINGS_FILE = "align.json"
 MANIFEST_FILE = "manifest.jsonl"
 FAILURES_FILE = "failures.jsonl"

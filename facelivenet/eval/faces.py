@@ -20,21 +20,12 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from facelivenet.faces import CENTRE_BOX_FRACTION, FacePath, centre_box  # noqa: F401 (re-exported)
+
 #: Files read, detected and run through the network per chunk.
 CHUNK = 64
-#: Side of the fallback box, as a share of the image's shorter side (LFW: 125 of 250 px,
-#: about the face of a deep-funneled image).
-CENTRE_BOX_FRACTION = 0.5
 
 Progress = Callable[[Iterable[Any], int], Iterable[Any]]
-
-
-def centre_box(image_shape: Sequence[int], fraction: float = CENTRE_BOX_FRACTION) -> tuple[float, float, float, float]:
-    """(x1, y1, x2, y2) of the centred square whose side is ``fraction`` of the shorter side."""
-    height, width = image_shape[:2]
-    side = fraction * min(height, width)
-    cx, cy = width / 2.0, height / 2.0
-    return cx - side / 2.0, cy - side / 2.0, cx + side / 2.0, cy + side / 2.0
 
 
 class WholeImage:
@@ -55,25 +46,15 @@ class DetectedFace:
     """
 
     def __init__(self, config: Any, detector: Any = None):
-        from facelivenet.detect import FaceDetector
-
         self.config = config
-        self.detector = detector if detector is not None else FaceDetector()
+        self.path = FacePath(config, detector)
+        self.detector = self.path.detector
 
     def __call__(self, images: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[bool]]:
-        """Crops (image_size², uint8 RGB) and whether a face was found, per image."""
-        from facelivenet.detect import align_face, crop_face, pick_main_face
-
-        cfg = self.config
-        crops, found = [], []
-        for image, detections in zip(images, self.detector.detect_batch(images)):
-            face = pick_main_face(detections, image.shape)
-            if face is None:
-                crops.append(crop_face(image, centre_box(image.shape), cfg.image_size, cfg.margin))
-            else:
-                crops.append(align_face(image, face, cfg.image_size, cfg.alignment, cfg.margin))
-            found.append(face is not None)
-        return crops, found
+        """Crops (image_size², uint8 RGB) and whether a face was found, per image
+        (the one face path's ``main_or_centre`` policy)."""
+        faces = [f[0] for f in self.path.faces_batch(images, "main_or_centre")]
+        return [f.crop for f in faces], [f.detected for f in faces]
 
 
 @dataclass(frozen=True)

@@ -14,33 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
-def squared_l2_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise squared Euclidean distance.
-
-    Args:
-        a, b: (P, D) arrays (or (D,) for one pair).
-
-    Returns:
-        (P,) float64 distances (a scalar array for 1-D inputs).
-    """
-    a = np.asarray(a, np.float64)
-    b = np.asarray(b, np.float64)
-    if a.shape != b.shape:
-        raise ValueError(f"embedding arrays differ in shape: {a.shape} vs {b.shape}")
-    return np.sum(np.square(a - b), axis=-1)
-
-
-def cosine_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise ``1 - cos(a, b)`` in [0, 2]; (P, D) inputs → (P,)."""
-    a = np.asarray(a, np.float64)
-    b = np.asarray(b, np.float64)
-    if a.shape != b.shape:
-        raise ValueError(f"embedding arrays differ in shape: {a.shape} vs {b.shape}")
-    na = np.linalg.norm(a, axis=-1)
-    nb = np.linalg.norm(b, axis=-1)
-    cos = np.sum(a * b, axis=-1) / np.maximum(na * nb, 1e-12)
-    return 1.0 - np.clip(cos, -1.0, 1.0)
+from facelivenet.distances import cosine_distances, squared_l2_distances  # noqa: F401 (re-exported)
 
 
 def accuracy_at(distances: np.ndarray, issame: np.ndarray, threshold: float) -> float:
