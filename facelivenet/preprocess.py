@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from keras import ops
 
 from facelivenet.config import STANDARDIZATIONS
 from facelivenet.errors import ConfigError, InputError
@@ -39,6 +38,8 @@ def standardize(images, method: str):
     Returns:
         (N, H, W, C) float32 backend tensor.
     """
+    from keras import ops  # here, not at the top: reading an image must not import Keras
+
     x = ops.cast(images, "float32")
     if method == "fixed":
         return (x - FIXED_MEAN) * FIXED_SCALE

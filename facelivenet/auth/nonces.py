@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator
 
+from facelivenet.auth.paths import config_dir
 from facelivenet.errors import NonceStoreError
 
 #: File name of the default database inside the user's facelivenet config directory.
@@ -33,9 +34,7 @@ CREATE INDEX IF NOT EXISTS used_nonces_expiry ON used_nonces (expiry);
 
 
 def default_nonce_db() -> Path:
-    """``<config dir>/used-nonces.sqlite3`` (see :func:`facelivenet.auth.tokens.config_dir`)."""
-    from facelivenet.auth.tokens import config_dir
-
+    """``<config dir>/used-nonces.sqlite3`` (see :func:`facelivenet.auth.paths.config_dir`)."""
     return config_dir() / NONCE_DB_NAME
 
 

@@ -35,10 +35,9 @@ from facelivenet.auth.challenge import (
     random_sequence, validate_expressions,
 )
 from facelivenet.auth.nonces import NonceStore
+from facelivenet.auth.paths import CONFIG_ENV, config_dir  # noqa: F401 (re-exported)
 from facelivenet.errors import ChallengeError, TokenError
 
-#: Environment variable naming the facelivenet config directory.
-CONFIG_ENV = "FACELIVENET_CONFIG_DIR"
 #: File name of the default signing key inside the config directory.
 KEY_FILE_NAME = "challenge.key"
 #: Token payload format version.
@@ -58,16 +57,6 @@ _DOMAIN = b"facelivenet-challenge-token-v1."
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
 _NONCE_RE = re.compile(r"^[0-9a-f]{%d}$" % (2 * NONCE_BYTES))
 _KEYS = {"v", "nonce", "expressions", "issued", "expiry"}
-
-
-def config_dir() -> Path:
-    """The user's facelivenet config directory (not created here)."""
-    env = os.environ.get(CONFIG_ENV)
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_CONFIG_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".config"
-    return base / "facelivenet"
 
 
 def default_key_path() -> Path:

@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable, TypeVar
 
 import click
 
+from facelivenet.backend import load_backend  # noqa: F401 (the CLI's import of Keras)
 from facelivenet.errors import FaceLiveNetError
 
 T = TypeVar("T")
@@ -32,40 +33,6 @@ class CliError(click.ClickException):
 
     def show(self, file=None) -> None:
         click.echo(f"Error: {self.format_message()}", err=True)
-
-
-@contextlib.contextmanager
-def _stderr_fd_silenced():
-    """Point file descriptor 2 at /dev/null for the block (C++ logs bypass sys.stderr)."""
-    try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):  # e.g. Click's CliRunner
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(fd)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, fd)
-        yield
-    finally:
-        os.dup2(saved, fd)
-        os.close(saved)
-        os.close(devnull)
-
-
-def load_backend() -> None:
-    """Import Keras (and its backend) once, without TensorFlow's C++ start-up log lines.
-
-    Those lines are written before TensorFlow reads TF_CPP_MIN_LOG_LEVEL, so the only
-    way to keep stderr for our own progress and errors is to mute the descriptor
-    during the import. Python-level errors of the import still propagate.
-    """
-    if "keras" in sys.modules:
-        return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    with _stderr_fd_silenced():
-        import keras  # noqa: F401
 
 
 class Command(click.Command):
@@ -171,3 +138,34 @@ def progress(items: Iterable[T], *, label: str, length: int | None = None, quiet
     ) as bar:
         yield from bar
 
+
+
+class ProgressBarReporter:
+    """A training reporter (:class:`facelivenet.train.loop.Reporter`) drawing Click progress
+    bars on stderr, one per epoch, with the latest loss and metrics; nothing when quiet."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+        self._bar = None
+
+    def epoch_start(self, label: str, length: int, start: int) -> None:
+        if self.quiet:
+            return
+        self._bar = click.progressbar(length=length, label=label, file=sys.stderr, show_pos=True, show_eta=True,
+                                      item_show_func=lambda s: s)
+        self._bar.__enter__()
+        if start:
+            self._bar.update(start)
+
+    def step(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.update(1, current_item=text)
+
+    def epoch_end(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None
+
+    def message(self, text: str) -> None:
+        if not self.quiet:
+            click.echo(text, err=True)

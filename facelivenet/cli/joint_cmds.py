@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import click
 
-from facelivenet.cli.common import Command, emit, json_option, model_option, progress, quiet_option
+from facelivenet.cli.common import (
+    Command, ProgressBarReporter, emit, json_option, model_option, progress, quiet_option,
+)
 from facelivenet.cli.train_cmds import (
     _DIR, _FILE, _architecture, _architecture_kwargs, _common, _common_kwargs, _report, _report_text,
 )
@@ -129,7 +131,7 @@ def train_joint_cmd(as_json, **kw):
                                   angular_margin=kw.pop("angular_margin"))
     kw.pop("random_crop", None)
     cfg = JointConfig(**common, **_architecture_kwargs(kw), loss=loss, **kw)
-    emit(_report(train_joint(cfg)), as_json, _report_text)
+    emit(_report(train_joint(cfg, reporter=ProgressBarReporter(cfg.quiet))), as_json, _report_text)
 
 
 @click.command("manifest-faces", cls=Command)

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import click
 
-from facelivenet.cli.common import Command, emit, json_option, quiet_option
+from facelivenet.cli.common import Command, ProgressBarReporter, emit, json_option, quiet_option
 from facelivenet.config import PRESETS, STANDARDIZATIONS
 from facelivenet.data.datasets import CKPLUS_SUBJECT_REGEX
 from facelivenet.train.config import OPTIMIZERS, PRECISIONS, STRATEGIES, VERIFICATION_LOSSES
@@ -171,7 +171,7 @@ def train_verification_cmd(as_json, **kw):
 
     common = _common_kwargs(kw)
     cfg = VerificationConfig(**common, **_architecture_kwargs(kw), loss=_loss_config(kw), **kw)
-    emit(_report(train_verification(cfg)), as_json, _report_text)
+    emit(_report(train_verification(cfg, reporter=ProgressBarReporter(cfg.quiet))), as_json, _report_text)
 
 
 @click.command("train-expression", cls=Command)
@@ -204,7 +204,7 @@ def train_expression_cmd(as_json, **kw):
     from facelivenet.train.run import train_expression
 
     cfg = ExpressionConfig(**_common_kwargs(kw), **_architecture_kwargs(kw), **kw)
-    emit(_report(train_expression(cfg)), as_json, _report_text)
+    emit(_report(train_expression(cfg, reporter=ProgressBarReporter(cfg.quiet))), as_json, _report_text)
 
 
 @click.command("train-multitask", cls=Command)
@@ -235,4 +235,4 @@ def train_multitask_cmd(as_json, **kw):
 
     common = _common_kwargs(kw)
     cfg = MultitaskConfig(**common, loss=_loss_config(kw), **kw)
-    emit(_report(train_multitask(cfg)), as_json, _report_text)
+    emit(_report(train_multitask(cfg, reporter=ProgressBarReporter(cfg.quiet))), as_json, _report_text)

@@ -222,7 +222,7 @@ _PROCESS_WORKER: list[_Worker] = []  # the worker of a pool process (set by _ini
 
 def _init_process(input_dir: Path, output_dir: Path, settings: AlignSettings, threads: int) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from facelivenet.cli.common import load_backend
+    from facelivenet.backend import load_backend
 
     load_backend()  # import TensorFlow without its start-up log lines
     import tensorflow as tf

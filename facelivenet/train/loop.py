@@ -18,9 +18,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Protocol
 
-import click
 import keras
 import numpy as np
 import tensorflow as tf
@@ -116,27 +115,43 @@ class _StopRequest:
             signal.signal(signal.SIGINT, self._previous)
 
 
-class _Bar:
-    """Progress bar with the latest loss and metric on stderr (none when quiet)."""
+class Reporter(Protocol):
+    """Where a training run reports its progress (the CLI draws a progress bar)."""
 
-    def __init__(self, length: int, label: str, quiet: bool, start: int = 0):
-        self.bar = None
-        if not quiet:
-            self.bar = click.progressbar(
-                length=length, label=label, file=sys.stderr, show_pos=True, show_eta=True,
-                item_show_func=lambda s: s,
-            )
-            self.bar.__enter__()
-            if start:
-                self.bar.update(start)
+    def epoch_start(self, label: str, length: int, start: int) -> None:
+        """An epoch of ``length`` steps begins (``start`` already done when resuming)."""
 
-    def update(self, text: str) -> None:
-        if self.bar is not None:
-            self.bar.update(1, current_item=text)
+    def step(self, text: str) -> None:
+        """One step is done; ``text`` holds the latest loss and metrics."""
 
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(None, None, None)
+    def epoch_end(self) -> None:
+        """The epoch's steps are done."""
+
+    def message(self, text: str) -> None:
+        """A line for the user (epoch summaries, where a checkpoint went)."""
+
+
+class StderrReporter:
+    """The library's default: a line per epoch and per ``every`` steps on stderr (none when quiet)."""
+
+    def __init__(self, quiet: bool = False, every: int = 50):
+        self.quiet, self.every = quiet, every
+        self._label, self._length, self._done = "", 0, 0
+
+    def epoch_start(self, label: str, length: int, start: int) -> None:
+        self._label, self._length, self._done = label, length, start
+
+    def step(self, text: str) -> None:
+        self._done += 1
+        if not self.quiet and (self._done % self.every == 0 or self._done == self._length):
+            print(f"{self._label}: step {self._done}/{self._length} {text}", file=sys.stderr, flush=True)
+
+    def epoch_end(self) -> None:
+        pass
+
+    def message(self, text: str) -> None:
+        if not self.quiet:
+            print(text, file=sys.stderr, flush=True)
 
 
 def _bar_text(logs: Mapping[str, float]) -> str:
@@ -254,6 +269,7 @@ class _Epochs:
     save_state: Callable[[], Any]
     after_epoch: Callable[[Path], None] | None
     on_step: OnStep | None
+    reporter: Reporter
     history: list[dict[str, Any]] = field(default_factory=list)
     _sums: dict[str, float] = field(default_factory=dict)
     _done: int = 0
@@ -278,7 +294,7 @@ class _Epochs:
         start = state.step
         ds = self._batches(epoch, cfg.seed, start, self.steps - start)
         dist = self.strategy.experimental_distribute_dataset(distribute_options(ds))
-        bar = _Bar(self.steps, f"epoch {epoch + 1}/{cfg.epochs}", cfg.quiet, start)
+        self.reporter.epoch_start(f"epoch {epoch + 1}/{cfg.epochs}", self.steps, start)
         self._sums, self._done, self._t0 = {}, 0, time.perf_counter()
         try:
             for images, labels in dist:
@@ -295,13 +311,13 @@ class _Epochs:
                 if self.chief:
                     self.steps_log.write({"epoch": epoch, "step": state.global_step, "lr": lr, **logs})
                     self.board.scalars(logs, state.global_step, "train/")
-                bar.update(_bar_text(logs))
+                self.reporter.step(_bar_text(logs))
                 if self.on_step is not None:
                     self.on_step(state.global_step, logs)
                 if stop.requested:
                     raise KeyboardInterrupt
         finally:
-            bar.close()
+            self.reporter.epoch_end()
         self._seconds = time.perf_counter() - self._t0
 
     def finish(self, epoch: int, lr: float) -> dict[str, Any]:
@@ -328,10 +344,9 @@ class _Epochs:
             if self.after_epoch is not None:
                 self.after_epoch(self.cfg.work_path)
         self.history.append(row)
-        if not cfg.quiet:
-            shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-            click.echo(f"epoch {epoch + 1}: loss {row.get('loss', float('nan')):.4f}"
-                       + (f", {shown}" if shown else ""), err=True)
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+        self.reporter.message(f"epoch {epoch + 1}: loss {row.get('loss', float('nan')):.4f}"
+                              + (f", {shown}" if shown else ""))
         return row
 
 
@@ -347,6 +362,7 @@ def run_training(
     weight_lr: float | None = None,
     after_epoch: Callable[[Path], None] | None = None,
     on_step: OnStep | None = None,
+    reporter: Reporter | None = None,
 ) -> TrainResult:
     """Train the stage that ``build_stage`` builds; see the module doc for the protocol.
 
@@ -358,12 +374,15 @@ def run_training(
         weight_lr: learning rate of the stage's unit optimizer (multi-task).
         after_epoch: called with the work folder after each epoch's logs are written.
         on_step: called after each step with (global step, logs) (tests, monitoring).
+        reporter: where progress goes (default :class:`StderrReporter`, silent when
+            ``cfg.quiet``; the CLI passes a progress bar).
 
     Raises:
         TrainingError: the work folder holds a checkpoint and ``resume`` is off, there is
             nothing to resume, the checkpoint does not fit, or the loss became NaN.
     """
     work = cfg.work_path
+    reporter = reporter if reporter is not None else StderrReporter(cfg.quiet)
     if cfg.resume and not ckpt.has_checkpoint(work):
         raise TrainingError(f"{work}: no checkpoint to resume from")
     if not cfg.resume and ckpt.has_checkpoint(work):
@@ -418,7 +437,7 @@ def run_training(
             train_step=train_step, calibrate=calibrate, validate=validate, metric=metric,
             steps=min(full_steps, cfg.steps_per_epoch or full_steps), steps_log=steps_log,
             epochs_log=epochs_log, board=board, best_path=best_path, save_state=lambda: ckpt.save_checkpoint(
-                work, variables, state), after_epoch=after_epoch, on_step=on_step,
+                work, variables, state), after_epoch=after_epoch, on_step=on_step, reporter=reporter,
         )
         try:
             with _StopRequest() as stop, tfdata.image_errors():
@@ -434,9 +453,9 @@ def run_training(
         except KeyboardInterrupt:
             if chief:
                 ckpt.save_checkpoint(work, variables, state)
-                click.echo(
+                reporter.message(
                     f"interrupted at epoch {state.epoch + 1}, step {state.step}: checkpoint saved in "
-                    f"{work / ckpt.CHECKPOINT_DIR}; run again with --resume to continue", err=True,
+                    f"{work / ckpt.CHECKPOINT_DIR}; run again with --resume to continue"
                 )
             raise
         finally:

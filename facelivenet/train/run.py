@@ -28,7 +28,7 @@ from facelivenet.models.io import load_network
 from facelivenet.models.network import FaceLiveNet
 from facelivenet.train.config import ExpressionConfig, MultitaskConfig, TrainConfig, VerificationConfig
 from facelivenet.train.logs import plot_multitask
-from facelivenet.train.loop import OnStep, TrainData, TrainResult, run_training
+from facelivenet.train.loop import OnStep, Reporter, TrainData, TrainResult, run_training
 from facelivenet.train.stages import ExpressionStage, MultitaskStage, VerificationStage, with_config
 
 #: Most validation pairs sampled from held-out identities each epoch.
@@ -103,7 +103,8 @@ def _summary(data: LabeledImages, what: str) -> dict:
 
 # --- stage 1 ----------------------------------------------------------------------------
 
-def train_verification(cfg: VerificationConfig, *, on_step: OnStep | None = None) -> TrainResult:
+def train_verification(cfg: VerificationConfig, *, on_step: OnStep | None = None,
+                       reporter: Reporter | None = None) -> TrainResult:
     """Stage 1: stem + branch 1, softmax over identities + alpha * class-wise triplet (or center) loss.
 
     Identities (class folders) are split into training and validation; validation is
@@ -151,7 +152,7 @@ def train_verification(cfg: VerificationConfig, *, on_step: OnStep | None = None
     result = run_training(
         cfg, build_stage=build, data=TrainData(train.paths, labels), schedule=schedule,
         validate=validate, metric="lfw_accuracy" if lfw else "val_pair_accuracy",
-        fingerprint=fingerprint, on_step=on_step,
+        fingerprint=fingerprint, on_step=on_step, reporter=reporter,
     )
     _write_names(result.work_dir / "identities.txt", identities)
     return result
@@ -168,7 +169,8 @@ def _expression_split(cfg, require_subjects: bool) -> tuple[LabeledImages, Label
     return train, val, data.class_names
 
 
-def train_expression(cfg: ExpressionConfig, *, on_step: OnStep | None = None) -> TrainResult:
+def train_expression(cfg: ExpressionConfig, *, on_step: OnStep | None = None,
+                       reporter: Reporter | None = None) -> TrainResult:
     """Stage 2: branch 2 initialised from branch 1, trained on expressions.
 
     With a stage-1 model the stem and branch 1 are frozen; ``from_scratch`` trains a
@@ -211,13 +213,14 @@ def train_expression(cfg: ExpressionConfig, *, on_step: OnStep | None = None) ->
     }
     return run_training(
         cfg, build_stage=build, data=TrainData(train.paths, train.labels), schedule=schedule,
-        validate=validate, metric="val_accuracy", fingerprint=fingerprint, on_step=on_step,
+        validate=validate, metric="val_accuracy", fingerprint=fingerprint, on_step=on_step, reporter=reporter,
     )
 
 
 # --- FaceLiveNet+ ------------------------------------------------------------------------
 
-def train_multitask(cfg: MultitaskConfig, *, on_step: OnStep | None = None) -> TrainResult:
+def train_multitask(cfg: MultitaskConfig, *, on_step: OnStep | None = None,
+                       reporter: Reporter | None = None) -> TrainResult:
     """FaceLiveNet+ joint training with dynamic task weights (see :class:`MultitaskStage`).
 
     Folders are expressions, the subject in each file name is the identity; subjects
@@ -263,7 +266,7 @@ def train_multitask(cfg: MultitaskConfig, *, on_step: OnStep | None = None) -> T
         cfg, build_stage=build, data=TrainData(train.paths, labels), schedule=schedule,
         validate=validate, metric="val_score", fingerprint=fingerprint, weight_lr=cfg.weight_lr,
         after_epoch=lambda work: plot_multitask(work / "steps.csv", work / "task_weights.png"),
-        on_step=on_step,
+        on_step=on_step, reporter=reporter,
     )
 
 
@@ -337,7 +340,8 @@ def _joint_faces(net, records) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(embs), np.concatenate(probs)
 
 
-def train_joint(cfg, *, on_step: OnStep | None = None) -> TrainResult:
+def train_joint(cfg, *, on_step: OnStep | None = None,
+                reporter: Reporter | None = None) -> TrainResult:
     """Joint training on a manifest (see :class:`facelivenet.train.stages.JointStage`).
 
     Validation each epoch: the 10-fold pair accuracy on held-out identities
@@ -418,7 +422,7 @@ def train_joint(cfg, *, on_step: OnStep | None = None) -> TrainResult:
     }
     result = run_training(
         cfg, build_stage=build, data=TrainData(paths, targets, batches=batches), schedule=schedule,
-        validate=validate, metric="val_score", fingerprint=fingerprint, on_step=on_step,
+        validate=validate, metric="val_score", fingerprint=fingerprint, on_step=on_step, reporter=reporter,
     )
     _write_names(result.work_dir / "identities.txt", identities)
     return result
