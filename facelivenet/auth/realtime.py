@@ -17,12 +17,12 @@ import numpy as np
 
 from facelivenet.auth.analyzer import FrameAnalysis, FrameAnalyzer
 from facelivenet.auth.challenge import (
-    Challenge, ChallengeEngine, ChallengeSettings, Decision, EngineStatus, FrameTrace, Reason,
+    Challenge, ChallengeEngine, ChallengeSettings, Decision, EngineStatus, FrameTrace, Reason, ReasonCode,
     check_expression_classes, issue_challenge,
 )
 from facelivenet.video import Frame
 
-CANCELLED = "cancelled"
+CANCELLED = ReasonCode.CANCELLED
 
 
 def display_available() -> bool:
