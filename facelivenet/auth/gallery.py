@@ -413,7 +413,7 @@ def embed_faces(model: Any, images: Sequence[str | os.PathLike | np.ndarray],
 
 
 @dataclass(frozen=True)
-class EnrolmentResult:
+class EnrollmentResult:
     """What :func:`enroll` did."""
 
     gallery: Path
@@ -444,7 +444,7 @@ def open_gallery(path: str | os.PathLike, model: Any, *, create: bool = False) -
 
 
 def enroll(gallery_path: str | os.PathLike, name: str, images: Sequence[str | os.PathLike],
-           model: Any, *, cropper: FaceCropper = whole_image, replace: bool = False) -> EnrolmentResult:
+           model: Any, *, cropper: FaceCropper = whole_image, replace: bool = False) -> EnrollmentResult:
     """Add the faces of ``images`` to identity ``name`` in the gallery file (created if missing).
 
     Everything is checked (gallery, model, every image) before the file is written,
@@ -457,5 +457,5 @@ def enroll(gallery_path: str | os.PathLike, name: str, images: Sequence[str | os
     emb = embed_faces(model, images, cropper)
     identity = gallery.add(name, emb, [str(i) for i in images], replace=replace)
     gallery.save(p)
-    return EnrolmentResult(p, name, int(emb.shape[0]), int(identity.embeddings.shape[0]), len(gallery),
+    return EnrollmentResult(p, name, int(emb.shape[0]), int(identity.embeddings.shape[0]), len(gallery),
                            gallery.fingerprint, created)

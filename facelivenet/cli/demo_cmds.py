@@ -21,7 +21,7 @@ from facelivenet.cli.common import (
     EXIT_OK, EXIT_REJECT, CliError, Command, emit, json_option, model_option, quiet_option,
 )
 from facelivenet.cli.verify_cmds import (
-    analyse_clip, detect_size_option, load_reference, write_annotated, write_timeline,
+    analyze_clip, detect_size_option, load_reference, write_annotated, write_timeline,
 )
 
 #: Where the photo-attack demo writes, relative to the current directory.
@@ -182,7 +182,7 @@ def _photo_attack_demo(out: Path, challenge_spec, expressions, model_path, detec
     reference, ref_info = load_reference(model, None, None, str(files["reference"]))
     say(f"challenge: {challenge.prompt()} within {challenge.time_limit:.0f} s; running it on the photo attack")
     analyzer = FrameAnalyzer(model, detect_max_side=detect_size or None)
-    result = analyse_clip(files["photo_attack"], analyzer, reference, challenge, settings, quiet=quiet)
+    result = analyze_clip(files["photo_attack"], analyzer, reference, challenge, settings, quiet=quiet)
     decision = result.decision
     write_timeline(files["timeline"], result, decision, settings)
     write_annotated(files["annotated"], files["photo_attack"], result, decision, settings, 1)

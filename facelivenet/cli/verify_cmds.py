@@ -137,7 +137,7 @@ def verify_video(clip, model_path, gallery_path, identity, ref_image, token, cha
     sys.exit(EXIT_OK if decision.accepted else EXIT_REJECT)
 
 
-def analyse_clip(clip, analyzer, reference, challenge, settings, *, stride=1, quiet=False):
+def analyze_clip(clip, analyzer, reference, challenge, settings, *, stride=1, quiet=False):
     """The clip's analysis for an explicit ``challenge`` (the demo), with a progress bar
     on stderr (none when ``quiet``): :func:`facelivenet.auth.offline.authenticate_clip`."""
     from facelivenet.auth.offline import authenticate_clip
