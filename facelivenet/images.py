@@ -6,7 +6,7 @@ import os
 import warnings
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from facelivenet.errors import ImageReadError
 from facelivenet.preprocess import to_rgb
@@ -19,7 +19,8 @@ MAX_PIXELS = 50_000_000
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as an (H, W, 3) uint8 RGB array.
 
-    Grey, 16-bit, palette and RGBA images are converted. Raises
+    Grey, 16-bit, palette and RGBA images are converted, and the EXIF orientation
+    tag is applied (a phone photo stored sideways comes out upright). Raises
     :class:`ImageReadError` naming the file for a missing, unreadable, empty,
     truncated, non-image or oversized file.
     """
@@ -37,7 +38,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
                     "downscale it first"
                 )
             im.load()
-            arr = _pil_to_array(im)
+            upright = ImageOps.exif_transpose(im)
+            arr = _pil_to_array(upright)
     except ImageReadError:
         raise
     except Image.DecompressionBombError as exc:  # header claims a gigantic image

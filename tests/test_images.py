@@ -68,3 +68,28 @@ def test_huge_image_is_refused_without_decoding(tmp_path, monkeypatch):
     monkeypatch.setattr(images, "MAX_PIXELS", 5_000)
     with pytest.raises(ImageReadError, match="100x100 pixels"):
         read_image(p)
+
+
+@pytest.mark.parametrize("orientation, expected_shape", [(1, (20, 40, 3)), (6, (40, 20, 3)), (8, (40, 20, 3)),
+                                                          (3, (20, 40, 3))])
+def test_exif_orientation_is_applied(tmp_path, orientation, expected_shape):
+    # A 40x20 landscape frame, red on its left half, stored with an EXIF orientation tag
+    # as phones do: 6 = rotate 90 degrees clockwise to view, 8 = counter-clockwise, 3 = 180.
+    arr = np.zeros((20, 40, 3), np.uint8)
+    arr[:, :20] = (255, 0, 0)
+    im = Image.fromarray(arr)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "phone.jpg"
+    im.save(path, exif=exif.tobytes(), quality=95)
+    out = read_image(path)
+    assert out.shape == expected_shape
+    red = out[..., 0] > 128
+    if orientation == 6:  # viewed upright, the left half becomes the top half
+        assert red[:20].all() and not red[20:].any()
+    elif orientation == 8:  # ... or the bottom half
+        assert red[20:].all() and not red[:20].any()
+    elif orientation == 3:  # upside down: the red half is on the right
+        assert red[:, 20:].all() and not red[:, :20].any()
+    else:
+        assert red[:, :20].all() and not red[:, 20:].any()
