@@ -27,6 +27,10 @@ class ConfigError(FaceLiveNetError):
     """A model or stage configuration is invalid."""
 
 
+class FaceCountError(InputError):
+    """An image or clip that must show one face shows none, or more than one."""
+
+
 class ChallengeError(InputError):
     """A challenge specification or a stream of frame observations cannot be used."""
 
@@ -73,3 +77,33 @@ class FileFormatError(InputError):
 
 class TrainingError(FaceLiveNetError):
     """Training cannot start or continue (bad checkpoint, incompatible model, diverged loss)."""
+
+
+#: Stable machine-readable codes of errors (``{"error": {"code": ...}}`` with ``--json``),
+#: most specific class first.
+ERROR_CODES: tuple[tuple[type, str], ...] = (
+    (ImageReadError, "bad_image"),
+    (VideoReadError, "bad_video"),
+    (TokenError, "bad_token"),
+    (GalleryModelMismatch, "gallery_model_mismatch"),
+    (GalleryError, "bad_gallery"),
+    (AlignmentError, "no_alignment"),
+    (FaceCountError, "face_count"),
+    (DatasetError, "bad_dataset"),
+    (FileFormatError, "bad_file"),
+    (ChallengeError, "bad_challenge"),
+    (InputError, "bad_input"),
+    (ModelLoadError, "bad_model"),
+    (ConfigError, "bad_config"),
+    (NonceStoreError, "nonce_store"),
+    (DetectorError, "detector"),
+    (TrainingError, "training"),
+)
+
+
+def error_code(exc: BaseException) -> str:
+    """The stable code of one of our errors (``"error"`` for another FaceLiveNetError)."""
+    for cls, code in ERROR_CODES:
+        if isinstance(exc, cls):
+            return code
+    return "error"

@@ -180,7 +180,9 @@ class FaceAuth:
 
     def authenticate(self, clip: str | os.PathLike, reference: Any, *, challenge: str | Sequence[str] | None = None,
                      token: str | None = None, key: bytes | None = None, nonces: Any = None,
-                     settings: Any = None, stride: int = 1, on_frames: Callable[[int], None] | None = None,
+                     settings: Any = None, threshold: float | None = None,
+                     expression_threshold: float | None = None, stride: int = 1,
+                     on_frames: Callable[[int], None] | None = None,
                      detect_max_side: int | None = DETECT_MAX_SIDE):
         """Challenge-response authentication of a clip (the offline mode).
 
@@ -193,18 +195,26 @@ class FaceAuth:
                 its signing ``key`` and ``nonces`` store (single use).
             settings: :class:`~facelivenet.auth.challenge.ChallengeSettings` (default:
                 the model's thresholds).
+            threshold, expression_threshold: override the identity threshold (squared
+                L2) and the Neutral/expression probability threshold of ``settings``.
             detect_max_side: frames are downscaled to this longest side for detection
                 (faces are still cut from the full frame); None: full resolution.
 
         Returns:
             :class:`~facelivenet.auth.offline.Authentication` (``.decision``,
-            ``.accepted``, ``.clip`` with the per-frame analyses).
+            ``.accepted``, ``.clip`` with the per-frame analyses, ``.report()`` the
+            decision document with its score, as ``verify-video --json``).
         """
         from facelivenet.auth.analyzer import FrameAnalyzer
         from facelivenet.auth.challenge import ChallengeSettings
         from facelivenet.auth.offline import authenticate_clip
 
         settings = settings or ChallengeSettings.for_model(self.config)
+        if threshold is not None:
+            settings = settings.replace(identity_threshold=float(threshold))
+        if expression_threshold is not None:
+            settings = settings.replace(expression_threshold=float(expression_threshold),
+                                        neutral_threshold=float(expression_threshold))
         analyzer = FrameAnalyzer(self.model, self.path.detector, detect_max_side=detect_max_side)
         return authenticate_clip(clip, analyzer, self.reference(reference), settings=settings, token=token,
                                  challenge=challenge, key=key, nonces=nonces, stride=stride, on_frames=on_frames)

@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from facelivenet.errors import InputError
+from facelivenet.errors import FaceCountError, InputError
 
 #: Detector score a face needs to count (the original realtime rule, > 0.9).
 MIN_FACE_SCORE = 0.9
@@ -178,15 +178,15 @@ class FacePath:
             return [self._face(image, d) for d in sure]
         if policy == "one":
             if not sure:
-                raise InputError(f"{source}: no face found")
+                raise FaceCountError(f"{source}: no face found")
             if len(sure) > 1:
-                raise InputError(f"{source}: {len(sure)} faces found; the image must show one person")
+                raise FaceCountError(f"{source}: {len(sure)} faces found; the image must show one person")
             return [self._face(image, sure[0])]
         main = pick_main_face(list(detections), image.shape, self.min_score)
         if main is not None:
             return [self._face(image, main)]
         if policy == "main":
-            raise InputError(f"{source}: no face found")
+            raise FaceCountError(f"{source}: no face found")
         box = centre_box(image.shape)
         cfg = self.config
         return [Face(tuple(box), 0.0, None, crop_face(image, box, cfg.image_size, cfg.margin), detected=False)]

@@ -63,3 +63,14 @@ def runner():
         return CliRunner(mix_stderr=False)
     except TypeError:  # Click >= 8.2 keeps stderr apart already
         return CliRunner()
+
+
+def assert_contract(document):
+    """Fail unless ``document`` is a valid decision or error document of the JSON contract
+    (facelivenet/schemas/decision.schema.json)."""
+    import jsonschema
+
+    from facelivenet.auth.decision import load_schema
+
+    jsonschema.validate(document, load_schema(), cls=jsonschema.Draft202012Validator)
+    return document

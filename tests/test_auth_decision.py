@@ -129,7 +129,6 @@ def test_prepare_offline_challenge_from_expressions():
 
 def test_prepare_offline_challenge_from_token_consumes_once(tmp_path):
     from facelivenet.auth.offline import prepare_offline_challenge
-    from facelivenet.errors import TokenError
 
     store = NonceStore(tmp_path / "n.db")
     token, claims = issue_token(KEY, ("surprise",), clock=lambda: 1000)
@@ -145,5 +144,79 @@ def test_prepare_offline_challenge_from_token_consumes_once(tmp_path):
     assert d.codes == (ReasonCode.TOKEN_REUSED,) and d.trace == ()
     expired = prepare_offline_challenge(token=token, key=KEY, nonces=store, clock=lambda: 5000)
     assert expired.rejection.code == ReasonCode.TOKEN_EXPIRED
-    with pytest.raises(TokenError):
-        prepare_offline_challenge(token="garbage", key=KEY)
+    # A token that does not parse is refused like a tampered one, not an error.
+    garbage = prepare_offline_challenge(token="garbage", key=KEY)
+    assert garbage.rejection.code == ReasonCode.TOKEN_MALFORMED and garbage.challenge is None
+    assert garbage.rejected_decision().codes == (ReasonCode.TOKEN_MALFORMED,)
+
+
+# --- the score and the contract ----------------------------------------------------------------------
+
+from conftest import assert_contract  # noqa: E402
+
+from facelivenet.auth.decision import SCHEMA_VERSION, decision_scores, rounded  # noqa: E402
+
+
+def test_accept_score_from_the_margins():
+    # Neutral frames at p=0.9 (threshold 0.5 -> margin 0.4, share 0.8), surprise also 0.9;
+    # counted distances 0.3 against the 1.1 threshold -> identity 1 - 0.3 / 2.2.
+    d = run_challenge(Challenge.for_clip(("surprise",), 10.0), frames((20, "neutral"), (10, "surprise")))
+    sc = decision_scores(d)
+    assert d.accepted
+    assert sc["margins"]["identity"] == pytest.approx(1.1 - 0.3)
+    assert sc["margins"]["expressions"] == {"neutral": pytest.approx(0.4), "surprise": pytest.approx(0.4)}
+    assert sc["scores"]["identity"] == pytest.approx(1 - 0.3 / 2.2)
+    assert sc["scores"]["liveness"] == pytest.approx(0.5 + 0.5 * 0.8)
+    assert sc["score"] == pytest.approx(min(1 - 0.3 / 2.2, 0.9))
+
+
+def test_reject_scores_stay_below_one_half():
+    # Neutral done, the expression never shown: liveness 0.5 * (1 + 0) / 2.
+    short = run_challenge(Challenge.for_clip(("happy",), 2.0), frames((20, "neutral"), (40, "neutral")))
+    assert not short.accepted
+    assert decision_scores(short)["scores"]["liveness"] == pytest.approx(0.25)
+    assert decision_scores(short)["score"] == pytest.approx(0.25)
+    # Neutral done and two of three happy frames: partial credit for the awaited step.
+    partial = run_challenge(Challenge.for_clip(("happy",), 1.0), frames((20, "neutral"), (2, "happy")))
+    assert not partial.accepted
+    assert decision_scores(partial)["scores"]["liveness"] == pytest.approx(0.5 * (1 + 2 / 3) / 2)
+    # A rule (a wrong guarded expression) rejects outright: liveness 0.
+    wrong = run_challenge(Challenge.for_clip(("happy",), 10.0), frames((20, "neutral"), (10, "surprise")))
+    assert decision_scores(wrong)["scores"]["liveness"] == 0.0 and decision_scores(wrong)["score"] == 0.0
+    # A stranger: no frame counts, identity from the median distance over the frames.
+    stranger = run_challenge(
+        Challenge.for_clip(("happy",), 2.0),
+        [FrameObservation(i / 25, [FaceObservation((10, 10, 60, 60), 1.65, {c: (0.9 if c == "neutral" else 0.01)
+                                                                            for c in CLASSES})], index=i)
+         for i in range(60)])
+    sc = decision_scores(stranger)
+    assert not stranger.accepted and sc["scores"]["identity"] == pytest.approx(0.25)
+    assert sc["margins"]["identity"] == pytest.approx(1.1 - 1.65) and sc["score"] < 0.5
+
+
+def test_reports_follow_the_schema_with_rounded_floats():
+    d = run_challenge(Challenge.for_clip(("surprise",), 10.0), frames((20, "neutral"), (10, "surprise")))
+    r = assert_contract(decision_report(d, fps=25.0, reference={"ref": "me.jpg"}, clip="c.mp4",
+                                        processing={"frames_per_second": 1 / 3}, include_trace=True))
+    assert r["schema_version"] == SCHEMA_VERSION and r["processing"]["frames_per_second"] == 0.3333
+    assert r["clip"] == "c.mp4" and r["audit"] is None
+
+    def floats(x):
+        if isinstance(x, float):
+            yield x
+        elif isinstance(x, dict):
+            for v in x.values():
+                yield from floats(v)
+        elif isinstance(x, list):
+            for v in x:
+                yield from floats(v)
+
+    assert all(round(f, 4) == f for f in floats(r))
+    assert rounded({"a": [0.18999999999999995, float("nan")], "b": True}) == {"a": [0.19, None], "b": True}
+    bad = dict(r, score=1.5)
+    with pytest.raises(Exception, match="1.5"):
+        assert_contract(bad)
+    rejected = Decision.rejected(None, [d.reasons[0].__class__(ReasonCode.TOKEN_MALFORMED, "malformed")], at=0.0)
+    r = assert_contract(decision_report(rejected, frames_analysed=0))
+    assert r["challenge"] is None and r["score"] == 0.0 and r["liveness"]["required"] == ["neutral"]
+    assert format_decision(rejected).startswith("REJECT: malformed")

@@ -15,7 +15,7 @@ from facelivenet.cli import cli
 from facelivenet.errors import VideoReadError
 from facelivenet.video import VideoSource, VideoWriter, read_frames
 
-from conftest import shared_data
+from conftest import assert_contract, shared_data
 
 FACES = Path(__file__).resolve().parent.parent / "data" / "parity-faces"
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -165,9 +165,11 @@ def test_cli_photo_attack_is_rejected_with_a_full_report(tiny_model_path, face_c
                                  "--challenge", "happy", "--json", "--timeline", str(timeline),
                                  "--annotate", str(annotated), "--quiet"])
     assert res.exit_code == 1, res.output
-    report = json.loads(res.stdout)
+    report = assert_contract(json.loads(res.stdout))
     for key in ("decision", "reasons", "challenge", "identity", "liveness", "frames_analysed", "fps"):
         assert key in report
+    assert report["schema_version"] == "1.0" and report["clip"] == str(face_clip)
+    assert 0 <= report["score"] < 0.5 and report["processing"]["frames_per_second"] > 0
     assert report["decision"] == "reject" and report["reasons"]
     assert report["frames_analysed"] == 20 and report["fps"] == pytest.approx(10.0)
     assert report["challenge"]["expressions"] == ["happy"]
@@ -186,7 +188,6 @@ def test_cli_photo_attack_is_rejected_with_a_full_report(tiny_model_path, face_c
         (["--ref", "{ref}", "--challenge", "dance"], "dance"),
         (["--ref", "{tmp}/missing.png", "--challenge", "happy"], "missing.png: no such file"),
         (["--ref", "{blank}", "--challenge", "happy"], "no face found"),
-        (["--ref", "{ref}", "--token", "not-a-token", "--key-file", "{tmp}/key"], "token"),
         (["--ref", "{ref}", "--token", "not-a-token", "--key-file", "{tmp}/nokey"], "nokey: no such key file"),
     ],
 )
@@ -267,6 +268,56 @@ def test_realtime_headless_on_a_video_file_ends_with_a_decision(tiny_model_path,
     assert events[1]["event"] == "state" and events[1]["state"] == "neutral"
     assert events[-1]["event"] == "decision" and events[-1]["decision"] == "reject"
     assert events[-1]["frames_analysed"] == 20
+    # The same contract as verify-video: reference, clip, fps and timings filled in.
+    final = assert_contract(events[-1])
+    assert final["identity"]["reference"] == {"ref": str(ref)} and final["clip"] == str(face_clip)
+    assert final["fps"] == 10.0 and final["processing"]["frames_per_second"] > 0
+
+
+def test_malformed_token_is_a_reject_like_a_tampered_one(tiny_model_path, face_clip, tmp_path):
+    from facelivenet.auth.tokens import load_key
+
+    load_key(tmp_path / "key")
+    ref = tmp_path / "ref.png"
+    cv2.imwrite(str(ref), cv2.cvtColor(_face_frame(), cv2.COLOR_RGB2BGR))
+    res = _runner().invoke(cli, ["verify-video", str(face_clip), "--model", str(tiny_model_path), "--ref", str(ref),
+                                 "--token", "not-a-token", "--key-file", str(tmp_path / "key"),
+                                 "--nonce-db", str(tmp_path / "n.db"), "--json"])
+    assert res.exit_code == 1, res.output
+    report = assert_contract(json.loads(res.stdout))
+    assert [r["code"] for r in report["reasons"]] == ["token_malformed"]
+    assert report["challenge"] is None and report["score"] == 0 and report["frames_analysed"] == 0
+
+
+def test_json_errors_are_json_on_stdout_with_exit_2(tiny_model_path, face_clip, tmp_path):
+    # An error of ours (no face in the reference) and a usage error (unknown option).
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((100, 100, 3), 90, np.uint8))
+    res = _runner().invoke(cli, ["verify-video", str(face_clip), "--model", str(tiny_model_path), "--ref", str(blank),
+                                 "--challenge", "happy", "--json"])
+    assert res.exit_code == 2
+    doc = assert_contract(json.loads(res.stdout))
+    assert doc["error"]["code"] == "face_count" and "no face found" in doc["error"]["message"]
+    res = _runner().invoke(cli, ["verify-video", str(face_clip), "--json", "--no-such-option"])
+    assert res.exit_code == 2
+    doc = assert_contract(json.loads(res.stdout))
+    assert doc["error"]["code"] == "usage" and "--no-such-option" in doc["error"]["message"]
+    # Without --json: nothing on stdout, the one line on stderr.
+    res = _runner().invoke(cli, ["verify-video", str(face_clip), "--no-such-option"])
+    assert res.exit_code == 2 and res.stdout == "" and "--no-such-option" in res.stderr
+
+
+def test_thresholds_from_the_command_line(tiny_model_path, face_clip, tmp_path):
+    ref = tmp_path / "ref.png"
+    cv2.imwrite(str(ref), cv2.cvtColor(_face_frame(), cv2.COLOR_RGB2BGR))
+    base = ["verify-video", str(face_clip), "--model", str(tiny_model_path), "--ref", str(ref),
+            "--challenge", "happy", "--json", "-q"]
+    report = json.loads(_runner().invoke(cli, base + ["--threshold", "0.05", "--expression-threshold", "0.2"]).stdout)
+    assert report["thresholds"]["identity"] == 0.05 and report["identity"]["threshold"] == 0.05
+    assert report["thresholds"]["expression"] == report["thresholds"]["neutral"] == 0.2
+    assert report["liveness"]["settings"]["expression_threshold"] == 0.2
+    res = _runner().invoke(cli, base + ["--threshold", "5"])
+    assert res.exit_code == 2 and "--threshold" in res.stderr
 
 
 def test_realtime_device_gpu_without_a_gpu_is_a_clear_error(tiny_model_path, face_clip, tmp_path):

@@ -5,9 +5,9 @@ explicit sequence (``--challenge happy,surprise``, for tests and one-off checks)
 The order of operations that keeps a token single-use without burning it on a typo:
 
 1. :func:`prepare_offline_challenge` parses and checks the token (signature, expiry,
-   not yet used) *without* consuming it; a malformed token raises
-   :class:`~facelivenet.errors.TokenError` (exit 2), a bad one gives a
-   ``rejection`` (exit 1, nothing else needs to be read);
+   not yet used) *without* consuming it; a bad one (malformed, tampered, expired,
+   used) gives a ``rejection`` (exit 1, nothing else needs to be read): a token that
+   does not parse is refused like a tampered one, as ``token_malformed``;
 2. the clip is opened and analysed;
 3. :meth:`OfflineChallenge.consume` records the nonce (atomically) before the
    decision is reported; if another verification used it meanwhile, the answer is
@@ -32,7 +32,7 @@ from facelivenet.auth.challenge import (
 )
 from facelivenet.auth.nonces import NonceStore
 from facelivenet.auth.tokens import TokenClaims, verify_token
-from facelivenet.errors import ChallengeError, InputError
+from facelivenet.errors import ChallengeError, FaceCountError, InputError, TokenError
 
 
 @dataclass(frozen=True)
@@ -40,12 +40,13 @@ class OfflineChallenge:
     """The challenge a clip must answer.
 
     Attributes:
-        challenge: in clip time (issued at 0, due ``settings.time_limit`` seconds in).
+        challenge: in clip time (issued at 0, due ``settings.time_limit`` seconds in);
+            ``None`` for a token that did not parse.
         claims: the token's claims (``None`` for ``--challenge``).
         rejection: the token's reject reason, if it was already refused.
     """
 
-    challenge: Challenge
+    challenge: Challenge | None
     claims: TokenClaims | None
     rejection: Reason | None
 
@@ -89,7 +90,10 @@ def prepare_offline_challenge(*, token: str | None = None, expressions: str | Se
         return OfflineChallenge(Challenge.for_clip(seq, settings.time_limit), None, None)
     if key is None:
         raise ChallengeError("a challenge token needs the signing key")
-    check = verify_token(token, key, nonces=nonces, consume=False, clock=clock)
+    try:
+        check = verify_token(token, key, nonces=nonces, consume=False, clock=clock)
+    except TokenError as exc:
+        return OfflineChallenge(None, None, Reason(ReasonCode.TOKEN_MALFORMED, str(exc)))
     return OfflineChallenge(check.claims.challenge_for_clip(settings.time_limit), check.claims, check.reason)
 
 
@@ -114,6 +118,34 @@ class Authentication:
     @property
     def frames_analysed(self) -> int:
         return self.clip.frames_analysed if self.clip is not None else 0
+
+    def report(self, *, reference: Any = None, clip: str | os.PathLike | None = None, stride: int = 1,
+               include_trace: bool = False, audit: Any = None) -> dict[str, Any]:
+        """The decision document (:func:`facelivenet.auth.decision.decision_report`): the same
+        contract as ``verify-video --json`` and ``realtime --headless``.
+
+        Args:
+            reference: how the reference was given (e.g. ``{"ref": "me.jpg"}``).
+            clip: the clip's path, for the report.
+            stride: the analysis stride (the report's ``fps`` is the analysed rate).
+        """
+        from facelivenet.auth.decision import decision_report
+
+        token = self.claims.to_dict() if self.claims is not None else None
+        if self.clip is None:
+            return decision_report(self.decision, frames_analysed=0, reference=reference, token=token,
+                                   clip=None if clip is None else str(clip), audit=audit)
+        r = self.clip
+        return decision_report(
+            self.decision, frames_analysed=r.frames_analysed, fps=r.info.fps / stride, reference=reference,
+            token=token, clip=None if clip is None else str(clip), include_trace=include_trace, audit=audit,
+            processing={
+                "frames_per_second": r.processing_fps,
+                "detect_seconds": r.seconds["detect"],
+                "network_seconds": r.seconds["network"],
+                "total_seconds": r.seconds["total"],
+            },
+        )
 
 
 def authenticate_clip(clip: str | os.PathLike, analyzer: Any, reference: np.ndarray, *,
@@ -140,7 +172,7 @@ def authenticate_clip(clip: str | os.PathLike, analyzer: Any, reference: np.ndar
         return Authentication(offline.rejected_decision(settings), None, offline.claims)
     result = verify_clip(clip, analyzer, reference, offline.challenge, settings, stride=stride, on_frames=on_frames)
     if result.frames_analysed and not any(a.faces for a in result.analyses):
-        raise InputError(f"{clip}: no face found in any of its {result.frames_analysed} analysed frames")
+        raise FaceCountError(f"{clip}: no face found in any of its {result.frames_analysed} analysed frames")
     decision = result.decision
     reused = offline.consume(nonces)
     if reused is not None:

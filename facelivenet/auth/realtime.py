@@ -81,15 +81,22 @@ class Window:
 def run_live(frames: Iterable[Frame], analyzer: FrameAnalyzer, reference: np.ndarray,
              settings: ChallengeSettings, *, choices: Sequence[str], length: int = 1,
              on_event: Callable[[dict[str, Any]], None] = lambda e: None, window: Window | None = None,
-             rng=None, sequence: Sequence[str] | None = None) -> Decision:
+             rng=None, sequence: Sequence[str] | None = None, reference_info: Any = None,
+             source_name: str | None = None, fps: float | None = None) -> Decision:
     """Issue a random challenge and run the engine on ``frames`` until it decides.
 
     With ``sequence`` the challenge is those expressions, in order, instead of a random
     draw of ``length`` from ``choices`` (a fixed challenge, for demos on recorded clips).
 
     Events passed to ``on_event``: ``challenge`` (once), ``state`` (at each change of
-    state or awaited expression, with the frame's time), ``decision`` (once).
+    state or awaited expression, with the frame's time), ``decision`` (once: the decision
+    document of :func:`facelivenet.auth.decision.decision_report`, as ``verify-video
+    --json`` gives it, with ``reference_info``, ``source_name`` as its ``clip``, the
+    source's ``fps`` and the measured processing rate).
     """
+    import time
+
+    started = time.perf_counter()
     frames = iter(frames)
     now = [0.0]
     first = next(frames, None)
@@ -127,8 +134,12 @@ def run_live(frames: Iterable[Frame], analyzer: FrameAnalyzer, reference: np.nda
             decision, reasons=(Reason(CANCELLED, "the session was closed before the challenge was answered"),))
     from facelivenet.auth.decision import decision_report
 
+    seconds = time.perf_counter() - started
+    processing = {"frames_per_second": len(decision.trace) / seconds if seconds > 0 else None,
+                  "total_seconds": seconds}
     on_event({"event": "decision", "t": round(now[0], 3),
-              **decision_report(decision, frames_analysed=len(decision.trace))})
+              **decision_report(decision, frames_analysed=len(decision.trace), fps=fps, reference=reference_info,
+                                clip=source_name, processing=processing)})
     if window is not None:
         window.final(last_frame, decision)
     return decision

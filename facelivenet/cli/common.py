@@ -1,7 +1,10 @@
 """Pieces every command shares: options, output, progress, errors → exit codes.
 
 Exit codes (every command): 0 success (for a verification: accept), 1 a negative
-decision (reject), 2 an error (bad input, usage) reported as one line on stderr.
+decision (reject), 2 an error (bad input, usage) reported as one line on stderr;
+with ``--json`` the error is also printed on stdout as ``{"error": {"code": ...,
+"message": ...}}`` (codes: :data:`facelivenet.errors.ERROR_CODES`, ``usage`` for a
+command-line mistake, ``internal`` for a bug of ours).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Any, Callable, Iterable, TypeVar
 import click
 
 from facelivenet.backend import load_backend  # noqa: F401 (the CLI's import of Keras)
-from facelivenet.errors import FaceLiveNetError
+from facelivenet.errors import FaceLiveNetError, error_code
 
 T = TypeVar("T")
 
@@ -27,9 +30,13 @@ DEBUG_ENV = "FACELIVENET_DEBUG"
 
 
 class CliError(click.ClickException):
-    """A one-line error that exits with code 2."""
+    """A one-line error that exits with code 2; ``code`` is its machine-readable kind."""
 
     exit_code = EXIT_ERROR
+
+    def __init__(self, message: str, code: str = "bad_input"):
+        super().__init__(message)
+        self.code = code
 
     def show(self, file=None) -> None:
         click.echo(f"Error: {self.format_message()}", err=True)
@@ -47,24 +54,43 @@ class FaceLiveNetGroup(click.Group):
     """Click group that turns our exceptions (and stray ones) into one-line errors."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        wants_json = _wants_json(ctx)  # Click empties the arguments as it dispatches them
+        try:
+            return self._invoke(ctx)
+        except click.ClickException as exc:
+            if not wants_json:
+                raise
+            code = getattr(exc, "code", None) or ("usage" if isinstance(exc, click.UsageError) else "error")
+            message = exc.format_message()
+            click.echo(json.dumps({"error": {"code": code, "message": message}}))
+            click.echo(f"Error: {message}", err=True)
+            ctx.exit(exc.exit_code)
+
+    def _invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except FaceLiveNetError as exc:
-            raise CliError(str(exc)) from None
+            raise CliError(str(exc), error_code(exc)) from None
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             ctx.exit(130)
         except MemoryError:
-            raise CliError("out of memory; use smaller inputs or batches") from None
+            raise CliError("out of memory; use smaller inputs or batches", "out_of_memory") from None
         except Exception as exc:  # a bug of ours: one line, the traceback on demand
             if os.environ.get(DEBUG_ENV):
                 traceback.print_exc()
             raise CliError(
                 f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
-                f"(set {DEBUG_ENV}=1 for the traceback)"
+                f"(set {DEBUG_ENV}=1 for the traceback)", "internal",
             ) from None
+
+
+def _wants_json(ctx: click.Context) -> bool:
+    """Whether the subcommand's arguments ask for ``--json`` (read before they are parsed)."""
+    args = list(getattr(ctx, "_protected_args", None) or []) + list(ctx.args or [])
+    return "--json" in args[: args.index("--")] if "--" in args else "--json" in args
 
 
 def model_option(func: Callable) -> Callable:

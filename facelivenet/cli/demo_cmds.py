@@ -21,7 +21,8 @@ from facelivenet.cli.common import (
     EXIT_OK, EXIT_REJECT, CliError, Command, emit, json_option, model_option, quiet_option,
 )
 from facelivenet.cli.verify_cmds import (
-    analyze_clip, detect_size_option, load_reference, write_annotated, write_timeline,
+    analyze_clip, challenge_settings, detect_size_option, load_reference, threshold_options, write_annotated,
+    write_timeline,
 )
 
 #: Where the photo-attack demo writes, relative to the current directory.
@@ -53,11 +54,12 @@ ENROL_SECONDS = 10.0
 @model_option
 @click.option("--headless", is_flag=True,
               help="With --source: no window, progress on stderr (the default when there is no display).")
+@threshold_options
 @detect_size_option
 @json_option
 @quiet_option
-def demo(out_dir, source, ref_image, challenge_spec, expressions, model_path, headless, detect_size, as_json,
-         quiet):
+def demo(out_dir, source, ref_image, challenge_spec, expressions, model_path, headless, threshold,
+         expression_threshold, detect_size, as_json, quiet):
     """See facelivenet catch a photo attack, on a real face (or try the live challenge).
 
     Without --source: enrols the person on scikit-image's public-domain astronaut
@@ -78,18 +80,19 @@ def demo(out_dir, source, ref_image, challenge_spec, expressions, model_path, he
     Exit code 0 = accept, 1 = reject (the expected outcome of the photo attack),
     2 = error.
     """
+    thresholds = {"threshold": threshold, "expression_threshold": expression_threshold}
     if source is None:
         for given, name in ((ref_image, "--ref"), (headless, "--headless")):
             if given:
                 raise CliError(f"{name} is for the live demo (--source); the photo-attack demo enrols the "
                                "astronaut photo and opens no window")
         _photo_attack_demo(Path(out_dir or DEFAULT_OUT), challenge_spec, expressions, model_path, detect_size,
-                           as_json, quiet)
+                           as_json, quiet, thresholds)
     else:
         if out_dir is not None:
             raise CliError("--out is for the photo-attack demo; the live demo (--source) writes no files")
         _live_demo(source, ref_image, challenge_spec, expressions, model_path, headless, detect_size, as_json,
-                   quiet)
+                   quiet, thresholds)
 
 
 def _challenge_choice(challenge_spec: str | None, expressions: str) -> tuple[tuple[str, ...], tuple[str, ...] | None]:
@@ -101,13 +104,13 @@ def _challenge_choice(challenge_spec: str | None, expressions: str) -> tuple[tup
     return choices, (parse_challenge_sequence(challenge_spec) if challenge_spec else None)
 
 
-def _load(model_path, choices, sequence):
+def _load(model_path, choices, sequence, thresholds):
     """The model and its engine settings; the challenge's expressions checked against its classes."""
     from facelivenet.api import load_model
-    from facelivenet.auth.challenge import Challenge, ChallengeSettings, check_expression_classes
+    from facelivenet.auth.challenge import Challenge, check_expression_classes
 
     model = load_model(model_path)
-    settings = ChallengeSettings.for_model(model.config)
+    settings = challenge_settings(model, **thresholds)
     for wanted in ([sequence] if sequence else [(c,) for c in choices]):
         check_expression_classes(Challenge.for_clip(wanted, settings.time_limit), model.expression_classes)
     return model, settings
@@ -149,7 +152,7 @@ def _write_png(path: Path, rgb: np.ndarray) -> None:
         raise CliError(f"{path}: cannot write ({exc.strerror or exc})") from None
 
 
-def _photo_attack_demo(out: Path, challenge_spec, expressions, model_path, detect_size, as_json, quiet):
+def _photo_attack_demo(out: Path, challenge_spec, expressions, model_path, detect_size, as_json, quiet, thresholds):
     from facelivenet.auth.analyzer import FrameAnalyzer
     from facelivenet.auth.challenge import Challenge, issue_challenge
     from facelivenet.auth.decision import decision_report, format_decision
@@ -161,7 +164,7 @@ def _photo_attack_demo(out: Path, challenge_spec, expressions, model_path, detec
 
     _prepare_out_dir(out)
     choices, sequence = _challenge_choice(challenge_spec, expressions)
-    model, settings = _load(model_path, choices, sequence)
+    model, settings = _load(model_path, choices, sequence, thresholds)
     if sequence is None:  # drawn with `secrets`, like a live challenge
         sequence = issue_challenge(choices, settings=settings).expressions
     challenge = Challenge.for_clip(sequence, settings.time_limit)
@@ -190,8 +193,8 @@ def _photo_attack_demo(out: Path, challenge_spec, expressions, model_path, detec
     identity = identity_summary(decision)
     report = decision_report(
         decision, frames_analysed=result.frames_analysed, fps=result.info.fps, reference=ref_info,
-        extra={"clip": str(files["photo_attack"]),
-               "demo": {"mode": "photo-attack", "out": str(out),
+        clip=str(files["photo_attack"]),
+        extra={"demo": {"mode": "photo-attack", "out": str(out),
                         "files": {k: str(v) for k, v in files.items()},
                         "photo": "skimage.data.astronaut() (public domain)", "identity": identity}},
     )
@@ -221,14 +224,14 @@ def _enrol_from_source(frames, analyzer, info) -> tuple[np.ndarray, dict[str, An
 
 
 def _live_demo(source, ref_image, challenge_spec, expressions, model_path, headless, detect_size, as_json,
-               quiet):
+               quiet, thresholds):
     from facelivenet.auth.analyzer import FrameAnalyzer
     from facelivenet.auth.decision import decision_report, format_decision
     from facelivenet.auth.realtime import Window, display_available, run_live
     from facelivenet.video import VideoSource
 
     choices, sequence = _challenge_choice(challenge_spec, expressions)
-    model, settings = _load(model_path, choices, sequence)
+    model, settings = _load(model_path, choices, sequence, thresholds)
     if ref_image:
         reference, ref_info = load_reference(model, None, None, ref_image)
     analyzer = FrameAnalyzer(model, detect_max_side=detect_size or None)
@@ -264,7 +267,7 @@ def _live_demo(source, ref_image, challenge_spec, expressions, model_path, headl
     whom = "the enrolled photo" if ref_image else f"the face enrolled from frame {ref_info['frame']}"
     report = decision_report(
         decision, frames_analysed=len(decision.trace), fps=None if src.info.live else src.info.fps,
-        reference=ref_info,
+        reference=ref_info, clip=src.info.source,
         extra={"demo": {"mode": "live", "source": src.info.source,
                         "enrolment": "reference photo" if ref_image else "first frame with one face",
                         "identity": identity}},

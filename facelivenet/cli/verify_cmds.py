@@ -24,6 +24,31 @@ def detect_size_option(func):
     )(func)
 
 
+def threshold_options(func):
+    """``--threshold D`` and ``--expression-threshold P``: the decision thresholds (default: the model's)."""
+    func = click.option("--expression-threshold", type=click.FloatRange(0, 1, min_open=True), default=None,
+                        help="Probability at which a frame shows Neutral or an expression "
+                             "(default: the model's expression_threshold).")(func)
+    func = click.option("--threshold", type=click.FloatRange(0, 4), default=None,
+                        help="Identity threshold: squared L2 distance between unit embeddings at or below "
+                             "which the face is the reference's person (default: the model's, see `info`).")(func)
+    return func
+
+
+def challenge_settings(model, *, time_limit=None, threshold=None, expression_threshold=None):
+    """The engine's settings for ``model`` with the command-line overrides."""
+    from facelivenet.auth.challenge import ChallengeSettings
+
+    overrides = {}
+    if time_limit:
+        overrides["time_limit"] = time_limit
+    if threshold is not None:
+        overrides["identity_threshold"] = threshold
+    if expression_threshold is not None:
+        overrides["expression_threshold"] = overrides["neutral_threshold"] = expression_threshold
+    return ChallengeSettings.for_model(model.config, **overrides)
+
+
 def reference_options(func):
     """``--gallery F --identity NAME`` or ``--ref IMAGE``: whom the face must match."""
     func = click.option("--ref", "ref_image", type=click.Path(dir_okay=False),
@@ -65,22 +90,24 @@ def load_reference(model, gallery_path, identity, ref_image) -> tuple[np.ndarray
 @click.option("--annotate", type=click.Path(dir_okay=False), help="Write the clip with boxes, bars and state to this .mp4.")
 @click.option("--timeline", type=click.Path(dir_okay=False), help="Write the expression/identity timeline to this .png.")
 @click.option("--trace", "with_trace", is_flag=True, help="Include the per-frame trace in the JSON report.")
+@threshold_options
 @detect_size_option
 @json_option
 @quiet_option
 def verify_video(clip, model_path, gallery_path, identity, ref_image, token, challenge_spec, key_file, nonce_db,
-                 stride, time_limit, annotate, timeline, with_trace, detect_size, as_json, quiet):
+                 stride, time_limit, annotate, timeline, with_trace, threshold, expression_threshold, detect_size,
+                 as_json, quiet):
     """Authenticate CLIP: the enrolled person goes from Neutral to the challenged expression(s).
 
     The identity must match the reference on the very frames that show Neutral and
-    each requested expression, with one face in view throughout. Exit code 0 =
-    accept, 1 = reject (the reasons are listed), 2 = error.
+    each requested expression, with one face in view throughout. The decision
+    carries a score in [0, 1] (>= 0.5 exactly on an accept) and the per-test margins.
+    Exit code 0 = accept, 1 = reject (the reasons are listed), 2 = error.
     """
     from facelivenet.api import load_model
-    from facelivenet.auth.challenge import ChallengeSettings
-    from facelivenet.auth.decision import decision_report, format_decision
+    from facelivenet.auth.decision import format_decision
     from facelivenet.auth.nonces import NonceStore
-    from facelivenet.auth.offline import prepare_offline_challenge
+    from facelivenet.auth.offline import Authentication, prepare_offline_challenge
     from facelivenet.auth.tokens import load_key
     from facelivenet.facade import FaceAuth
     from facelivenet.video import VideoSource
@@ -91,18 +118,17 @@ def verify_video(clip, model_path, gallery_path, identity, ref_image, token, cha
     if (token is None) == (challenge_spec is None):
         raise CliError("give the challenge: --token T (from `facelivenet challenge`) or --challenge happy[,surprise]")
     model = load_model(model_path)
-    overrides = {"time_limit": time_limit} if time_limit else {}
-    settings = ChallengeSettings.for_model(model.config, **overrides)
+    settings = challenge_settings(model, time_limit=time_limit, threshold=threshold,
+                                  expression_threshold=expression_threshold)
     nonces = NonceStore(nonce_db) if token else None
     key = load_key(key_file, create=False) if token else None
     auth = FaceAuth(model)
     # The token is checked before the reference and the clip are read.
     precheck = prepare_offline_challenge(token=token, expressions=challenge_spec, settings=settings,
                                          key=key, nonces=nonces)
-    token_info = precheck.claims.to_dict() if precheck.claims else None
     if precheck.rejection is not None:
-        decision = precheck.rejected_decision(settings)
-        emit(decision_report(decision, frames_analysed=0, token=token_info), as_json, lambda d: format_decision(decision))
+        rejected = Authentication(precheck.rejected_decision(settings), None, precheck.claims)
+        emit(rejected.report(clip=clip), as_json, lambda d: format_decision(rejected.decision))
         sys.exit(EXIT_REJECT)
 
     reference, ref_info = load_reference(model, gallery_path, identity, ref_image)
@@ -112,22 +138,10 @@ def verify_video(clip, model_path, gallery_path, identity, ref_image, token, cha
                                     settings=settings, stride=stride, on_frames=bar.update,
                                     detect_max_side=detect_size or None)
     decision, result = outcome.decision, outcome.clip
+    report = outcome.report(reference=ref_info, clip=clip, stride=stride, include_trace=with_trace)
     if result is None:  # the token was refused meanwhile (e.g. it expired during the reference)
-        emit(decision_report(decision, frames_analysed=0, token=token_info), as_json, lambda d: format_decision(decision))
+        emit(report, as_json, lambda d: format_decision(decision))
         sys.exit(EXIT_REJECT)
-    report = decision_report(
-        decision, frames_analysed=result.frames_analysed, fps=result.info.fps / stride,
-        reference=ref_info, token=token_info, include_trace=with_trace,
-        extra={
-            "clip": str(clip),
-            "processing": {
-                "frames_per_second": round(result.processing_fps, 2),
-                "detect_seconds": round(result.seconds["detect"], 3),
-                "network_seconds": round(result.seconds["network"], 3),
-                "total_seconds": round(result.seconds["total"], 3),
-            },
-        },
-    )
     if timeline:
         write_timeline(timeline, result, decision, settings)
     if annotate:
@@ -216,10 +230,12 @@ def write_annotated(path, clip, result, decision, settings, stride):
 @click.option("--device", type=click.Choice(["CPU", "GPU"], case_sensitive=False), default="CPU", show_default=True,
               help="GPU needs a GPU the backend sees (else an error); CPU hides GPUs.")
 @click.option("--headless", is_flag=True,
-              help="No window: print one JSON line per state change on stdout (servers, tests).")
+              help="No window: print one JSON line per state change on stdout (servers, tests); the last "
+                   "line is the decision, in verify-video's contract.")
+@threshold_options
 @detect_size_option
 def realtime(source, model_path, gallery_path, identity, ref_image, expressions, length, time_limit, device,
-             headless, detect_size):
+             headless, threshold, expression_threshold, detect_size):
     """Live authentication: issue a random challenge and watch the camera until it is answered.
 
     The window shows the prompt and a countdown, the face box (green when the
@@ -230,7 +246,7 @@ def realtime(source, model_path, gallery_path, identity, ref_image, expressions,
 
     from facelivenet.api import load_model
     from facelivenet.auth.analyzer import FrameAnalyzer
-    from facelivenet.auth.challenge import ChallengeSettings, parse_expression_list
+    from facelivenet.auth.challenge import parse_expression_list
     from facelivenet.auth.realtime import Window, display_available, run_live
     from facelivenet.devices import select_device
     from facelivenet.video import VideoSource
@@ -238,8 +254,9 @@ def realtime(source, model_path, gallery_path, identity, ref_image, expressions,
     where = select_device(device)
     choices = parse_expression_list(expressions)
     model = load_model(model_path)
-    settings = ChallengeSettings.for_model(model.config, **({"time_limit": time_limit} if time_limit else {}))
-    reference, _ = load_reference(model, gallery_path, identity, ref_image)
+    settings = challenge_settings(model, time_limit=time_limit, threshold=threshold,
+                                  expression_threshold=expression_threshold)
+    reference, ref_info = load_reference(model, gallery_path, identity, ref_image)
     analyzer = FrameAnalyzer(model, detect_max_side=detect_size or None)
     src = VideoSource(source)
     window = None
@@ -259,7 +276,8 @@ def realtime(source, model_path, gallery_path, identity, ref_image, expressions,
 
     with src:
         decision = run_live(src, analyzer, reference, settings, choices=choices, length=length,
-                            on_event=on_event, window=window)
+                            on_event=on_event, window=window, reference_info=ref_info, source_name=str(source),
+                            fps=src.info.fps or None)
     if not headless:
         from facelivenet.auth.decision import format_decision
 

@@ -27,6 +27,7 @@ class ReasonCode:
     TOKEN_TAMPERED = "token_tampered"
     TOKEN_REUSED = "token_reused"
     TOKEN_NOT_YET_VALID = "token_not_yet_valid"
+    TOKEN_MALFORMED = "token_malformed"
 
 
 @dataclass(frozen=True)

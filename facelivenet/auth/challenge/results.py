@@ -87,7 +87,8 @@ class Decision:
     Attributes:
         accepted: True for accept.
         reasons: why (an accept has the single reason ``completed``).
-        challenge: the challenge answered.
+        challenge: the challenge answered (``None`` only for a token that did not
+            parse, so no challenge could be read from it).
         settings: the rules applied.
         phases: completed phases in order, then the best partial streak of the phase
             that was awaited when the engine rejected (``complete`` False).
@@ -98,7 +99,7 @@ class Decision:
 
     accepted: bool
     reasons: tuple[Reason, ...]
-    challenge: Challenge
+    challenge: Challenge | None
     settings: ChallengeSettings
     phases: tuple[PhaseRecord, ...]
     trace: tuple[FrameTrace, ...]
@@ -106,7 +107,7 @@ class Decision:
     decided_frame: int | None
 
     @classmethod
-    def rejected(cls, challenge: Challenge, reasons: Sequence[Reason], *, at: float,
+    def rejected(cls, challenge: Challenge | None, reasons: Sequence[Reason], *, at: float,
                  settings: ChallengeSettings | None = None) -> "Decision":
         """A rejection made before any frame was looked at (e.g. an expired token)."""
         return cls(False, tuple(reasons), challenge, settings or ChallengeSettings(), (), (), float(at), None)
@@ -123,7 +124,7 @@ class Decision:
         d = {
             "decision": self.decision,
             "reasons": [r.to_dict() for r in self.reasons],
-            "challenge": self.challenge.to_dict(),
+            "challenge": self.challenge.to_dict() if self.challenge is not None else None,
             "settings": self.settings.to_dict(),
             "phases": [p.to_dict() for p in self.phases],
             "decided_at": self.decided_at,
