@@ -1,4 +1,4 @@
-"""Where the bundled default model lives."""
+"""Where the bundled default model lives, and the check that a model path exists (no Keras import)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ from pathlib import Path
 
 #: The project's ``models/`` folder (top level of the repository, beside the package).
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+#: The package's own copy of the default model and the parity faces (package data, so a
+#: ``pip install`` of the wheel has them; links into ``models/`` and ``data/`` in a checkout).
+BUNDLED_DIR = Path(__file__).resolve().parent / "_bundled"
 #: File name of the bundled default model inside :data:`MODELS_DIR`.
 DEFAULT_MODEL_NAME = "facelivenet-default.keras"
 #: Environment variable that points every command at another default model.
@@ -14,6 +17,37 @@ MODEL_ENV = "FACELIVENET_MODEL"
 
 
 def default_model_path() -> Path:
-    """``$FACELIVENET_MODEL`` when set, else ``models/facelivenet-default.keras``."""
+    """``$FACELIVENET_MODEL`` when set, else ``models/facelivenet-default.keras`` of a
+    checkout, else the copy installed with the package."""
     env = os.environ.get(MODEL_ENV)
-    return Path(env) if env else MODELS_DIR / DEFAULT_MODEL_NAME
+    if env:
+        return Path(env)
+    checkout = MODELS_DIR / DEFAULT_MODEL_NAME
+    return checkout if checkout.is_file() else BUNDLED_DIR / DEFAULT_MODEL_NAME
+
+
+def parity_faces_dir() -> Path:
+    """``data/parity-faces`` of a checkout, else the copy installed with the package."""
+    checkout = MODELS_DIR.parent / "data" / "parity-faces"
+    return checkout if checkout.is_dir() else BUNDLED_DIR / "parity-faces"
+
+
+def resolve_model_path(path: str | os.PathLike | None) -> Path:
+    """``path`` itself, or the bundled default when ``path`` is None; must exist."""
+    from facelivenet.errors import ModelLoadError
+
+    if path is None:
+        p = default_model_path()
+        if not p.is_file():
+            raise ModelLoadError(
+                f"no default model at {p} (see models/README.md: bin/train-default rebuilds it); "
+                "pass --model PATH, e.g. a model trained with `facelivenet train-verification` and "
+                "`train-expression`"
+            )
+        return p
+    p = Path(path)
+    if not p.exists():
+        raise ModelLoadError(f"{p}: no such model file")
+    if p.is_dir():
+        raise ModelLoadError(f"{p}: is a directory, not a .keras model file")
+    return p

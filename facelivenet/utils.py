@@ -53,11 +53,27 @@ def read_text_file(path: str | os.PathLike, what: str, error: type[InputError] =
         raise error(f"{p}: unreadable {what} ({exc})") from None
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where the system tells it (Linux)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore (not thread-safe, but brief)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, suffix: str | None = None, *, private: bool = False) -> Iterator[Path]:
     """Yield a temporary path in ``path``'s directory; rename it over ``path`` on success.
 
-    On any exception the temporary file is removed and ``path`` is left as it was.
+    The file gets the permissions of any file the user creates (0666 less the umask,
+    e.g. 0644), or 0600 when ``private`` (galleries: biometric templates). On any
+    exception the temporary file is removed and ``path`` is left as it was.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -65,15 +81,16 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o600 if private else 0o666 & ~current_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` atomically."""
-    with atomic_path(path) as tmp:
+def atomic_write_text(path: str | os.PathLike, text: str, *, private: bool = False) -> None:
+    """Write ``text`` to ``path`` atomically (0600 when ``private``, else as the umask says)."""
+    with atomic_path(path, private=private) as tmp:
         tmp.write_text(text)
 
 

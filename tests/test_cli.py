@@ -57,7 +57,7 @@ def test_analyze_json_and_embeddings_file(runner, tiny_model_path, face_png, tmp
         (["analyze", "--model", "{model}", "{tmp}/bad.jpg"], "bad.jpg: not a readable image"),
         (["analyze", "--model", "{tmp}/bad.jpg", "{face}"], "bad.jpg: not a .keras model file"),
         (["info", "{tmp}/nomodel.keras"], "nomodel.keras: no such model file"),
-        (["info", "{model}", "--model", "{tmp}/other.keras"], "either as MODEL or as --model"),
+        (["info", "{model}", "--model", "{tmp}/bad.jpg"], "either as MODEL or as --model"),
         (["create-model", "{tmp}/x.h5"], "must end in .keras"),
         (["create-model", "{model}"], "already exists"),
     ],

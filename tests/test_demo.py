@@ -117,7 +117,7 @@ def test_demo_live_on_a_file_enrols_from_its_first_frame(runner, tiny_model_path
         (["--source", "{tmp}/missing.mp4"], "missing.mp4: no such file"),
         (["--out", "{tmp}/afile"], "afile: exists and is not a folder"),
         (["--source", "{tmp}/missing.mp4", "--out", "{tmp}/o"], "--out is for the photo-attack demo"),
-        (["--ref", "{tmp}/me.png"], "--ref is for the live demo"),
+        (["--ref", "{tmp}/afile"], "--ref is for the live demo"),
         (["--challenge", "dance", "--out", "{tmp}/o"], "dance"),
     ],
 )

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "facelivenet"
@@ -45,3 +48,24 @@ def test_reading_an_image_and_finding_the_face_path_do_not_import_keras(tmp_path
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "False"]
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["verify-video", "missing.mp4", "--challenge", "happy", "--ref", "README.md"], "missing.mp4: no such file"),
+    (["compare", "README.md", "missing.jpg"], "missing.jpg: no such file"),
+    (["analyze", "missing.jpg"], "missing.jpg: no such file"),
+    (["info", "missing.keras"], "missing.keras: no such model file"),
+    (["verify-video", "README.md", "--model", "missing.keras", "--challenge", "happy"], "no such model file"),
+])
+def test_missing_inputs_fail_before_tensorflow_is_imported(args, fragment):
+    # A typo costs milliseconds, not the 6-10 s of importing TensorFlow first.
+    script = ("import sys, json\n"
+              "from click.testing import CliRunner\n"
+              "from facelivenet.cli import cli\n"
+              f"r = CliRunner().invoke(cli, {args!r})\n"
+              "print(json.dumps([r.exit_code, r.output, 'tensorflow' in sys.modules, 'keras' in sys.modules]))\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parent.parent)
+    code, output, tf, keras = json.loads(out.stdout.strip().splitlines()[-1])
+    assert code == 2 and fragment in output and output.count("\n") == 1, output
+    assert not tf and not keras

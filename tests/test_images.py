@@ -93,3 +93,28 @@ def test_exif_orientation_is_applied(tmp_path, orientation, expected_shape):
         assert red[:, 20:].all() and not red[:, :20].any()
     else:
         assert red[:, :20].all() and not red[:, 20:].any()
+
+
+def test_outputs_follow_the_umask_and_galleries_stay_private(tmp_path):
+    import stat
+
+    from facelivenet.auth.gallery import Gallery
+    from facelivenet.utils import atomic_path, atomic_save_npy, current_umask
+
+    old = os.umask(0o022)
+    try:
+        assert current_umask() == 0o022
+        atomic_save_npy(tmp_path / "e.npy", np.zeros(3))
+        with atomic_path(tmp_path / "p.png") as tmp:
+            Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp, format="PNG")
+        assert stat.S_IMODE((tmp_path / "e.npy").stat().st_mode) == 0o644
+        assert stat.S_IMODE((tmp_path / "p.png").stat().st_mode) == 0o644
+        os.umask(0o077)
+        atomic_save_npy(tmp_path / "f.npy", np.zeros(3))
+        assert stat.S_IMODE((tmp_path / "f.npy").stat().st_mode) == 0o600
+        os.umask(0o022)
+        g = Gallery("x", 2)
+        g.save(tmp_path / "g.json")
+        assert stat.S_IMODE((tmp_path / "g.json").stat().st_mode) == 0o600
+    finally:
+        os.umask(old)

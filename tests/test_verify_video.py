@@ -144,8 +144,36 @@ def test_verify_clip_accepts_neutral_then_the_challenged_expression(tmp_path):
                          ChallengeSettings())
     assert result.decision.accepted, result.decision.reasons
     assert [p.name for p in result.decision.phases] == ["neutral", "surprise"]
-    assert result.frames_analysed == len(script)
+    # Decided on the third surprise frame (index 10): the rest is neither decoded nor analysed.
+    assert result.frames_analysed == 11 and result.indices[-1] == 10 and result.stopped_early
     assert result.decision.phases[1].first_frame == 8
+
+
+class TwoFaces(ScriptedAnalyzer):
+    def analyze_batch(self, images):
+        out = super().analyze_batch(images)
+        return [FrameAnalysis(fa.faces * 2, fa.classes, 0.0, 0.0) for fa in out]
+
+
+def test_verify_clip_stops_at_a_final_reject(tmp_path):
+    ref = np.eye(4, dtype=np.float32)[:1]
+    clip = _script_clip(tmp_path, 60)
+    result = verify_clip(clip, TwoFaces([("neutral", True)], ref), ref, Challenge.for_clip(("happy",), 15.0),
+                         ChallengeSettings())
+    assert result.decision.codes == ("multiple_faces",)
+    assert result.frames_analysed == 1 and result.stopped_early
+
+
+def test_verify_clip_without_any_face_reads_to_the_end(tmp_path):
+    # No face at all is unusable input (the caller's error), not a no_face reject at 1.5 s.
+    class NoFace(ScriptedAnalyzer):
+        def analyze_batch(self, images):
+            return [FrameAnalysis((), CLASSES, 0.0, 0.0) for _ in images]
+
+    ref = np.eye(4, dtype=np.float32)[:1]
+    result = verify_clip(_script_clip(tmp_path, 40), NoFace([("neutral", True)], ref), ref,
+                         Challenge.for_clip(("happy",), 15.0), ChallengeSettings())
+    assert result.frames_analysed == 40 and not result.stopped_early
 
 
 def test_verify_clip_rejects_an_identity_swap_at_the_expression(tmp_path):
@@ -183,7 +211,7 @@ def test_cli_photo_attack_is_rejected_with_a_full_report(tiny_model_path, face_c
         (["--ref", "{ref}"], "give the challenge"),
         (["--ref", "{ref}", "--challenge", "happy", "--token", "x"], "give the challenge"),
         (["--challenge", "happy"], "say whom to verify"),
-        (["--ref", "{ref}", "--gallery", "g.json", "--challenge", "happy"], "not both"),
+        (["--ref", "{ref}", "--gallery", "{ref}", "--challenge", "happy"], "not both"),
         (["--ref", "{ref}", "--challenge", "happy", "--timeline", "t.jpg"], "must be a .png"),
         (["--ref", "{ref}", "--challenge", "dance"], "dance"),
         (["--ref", "{tmp}/missing.png", "--challenge", "happy"], "missing.png: no such file"),
@@ -228,7 +256,8 @@ def test_cli_on_the_real_surprise_clip(tiny_model_path, tmp_path):
                                  "--timeline", str(tmp_path / "t.png"), "--annotate", str(tmp_path / "a.mp4")])
     assert res.exit_code in (0, 1), res.output
     report = json.loads(res.stdout)
-    assert report["frames_analysed"] == 72
+    assert report["frames_analysed"] == 72 or (
+        report["processing"]["stopped_at_decision"] and report["frames_analysed"] < 72)
     # The clip shows one face, the same as the reference frame, throughout.
     assert report["identity"]["threshold"] > 0
     assert (tmp_path / "t.png").stat().st_size > 10_000
@@ -326,7 +355,7 @@ def test_realtime_device_gpu_without_a_gpu_is_a_clear_error(tiny_model_path, fac
     if tf.config.list_physical_devices("GPU"):
         pytest.skip("this machine has a GPU")
     res = _runner().invoke(cli, ["realtime", "--source", str(face_clip), "--model", str(tiny_model_path),
-                                 "--ref", "x.png", "--device", "GPU", "--headless"])
+                                 "--ref", str(face_clip), "--device", "GPU", "--headless"])
     assert res.exit_code == 2 and "sees no GPU" in res.stderr
 
 

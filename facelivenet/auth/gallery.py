@@ -220,7 +220,7 @@ class Gallery:
         if target.is_dir():
             raise GalleryError(f"{target}: is a directory, not a gallery file")
         try:
-            atomic_write_text(target, self.to_json())
+            atomic_write_text(target, self.to_json(), private=True)
         except OSError as exc:
             raise GalleryError(f"{target}: cannot write the gallery ({exc.strerror or exc})") from None
         self.path = target

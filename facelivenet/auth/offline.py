@@ -144,6 +144,7 @@ class Authentication:
                 "detect_seconds": r.seconds["detect"],
                 "network_seconds": r.seconds["network"],
                 "total_seconds": r.seconds["total"],
+                "stopped_at_decision": r.stopped_early,
             },
         )
 

@@ -28,6 +28,8 @@ class ClipVerification:
         frames_analysed: frames that went through the analyser.
         timestamps, analyses: per analysed frame (for the timeline and annotation).
         seconds: wall time spent in ``detect``, ``network`` and ``total``.
+        stopped_early: the analysis stopped at the engine's decision, before the
+            clip's last frame (frames after it were not decoded).
     """
 
     decision: Decision
@@ -36,6 +38,7 @@ class ClipVerification:
     indices: list[int] = field(default_factory=list)
     analyses: list[FrameAnalysis] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    stopped_early: bool = False
 
     @property
     def processing_fps(self) -> float:
@@ -55,6 +58,11 @@ def verify_clip(path: str | os.PathLike, analyzer: FrameAnalyzer, reference: np.
         settings: the engine's settings.
         stride: analyse every ``stride``-th frame.
         on_frames: called with the number of frames just analysed (progress).
+
+    The analysis stops at the engine's decision (an accept, or a reject that later
+    frames cannot change: the deadline passed, two faces, a wrong expression, ...),
+    once a face has been seen at all: a clip that shows no face until its end is
+    told apart from one whose face came too late.
     """
     source = VideoSource(path, stride=stride)
     engine = ChallengeEngine(challenge, settings, expression_classes=analyzer.model.expression_classes)
@@ -65,14 +73,20 @@ def verify_clip(path: str | os.PathLike, analyzer: FrameAnalyzer, reference: np.
     t_start = time.perf_counter()
     batch = []
     frames = iter(source)
-    while True:
+    face_seen = stopped = False
+    # Small batches first: a reject on the first frames (two faces, a refused identity)
+    # is found without analysing a whole batch.
+    size = 4
+    while not stopped:
         batch.clear()
         for frame in frames:
             batch.append(frame)
-            if len(batch) == FRAME_BATCH:
+            if len(batch) == size:
                 break
+        size = min(2 * size, FRAME_BATCH)
         if not batch:
             break
+        done = 0
         for frame, fa in zip(batch, analyzer.analyze_batch([f.image for f in batch])):
             engine.observe(fa.observation(frame.timestamp, reference, frame.index))
             indices.append(frame.index)
@@ -80,12 +94,19 @@ def verify_clip(path: str | os.PathLike, analyzer: FrameAnalyzer, reference: np.
             detect_s += fa.detect_seconds
             network_s += fa.network_seconds
             last_ts = frame.timestamp
+            done += 1
+            face_seen = face_seen or bool(fa.faces)
+            if engine.decided and face_seen:
+                stopped = True
+                break
         if on_frames:
-            on_frames(len(batch))
+            on_frames(done)
+    stopped = stopped and next(frames, None) is not None
     total = time.perf_counter() - t_start
     end_time = last_ts + stride / source.info.fps
     decision = engine.finish(end_time)
     return ClipVerification(
         decision=decision, info=source.info, frames_analysed=len(indices), indices=indices,
         analyses=analyses, seconds={"detect": detect_s, "network": network_s, "total": total},
+        stopped_early=stopped,
     )

@@ -6,7 +6,7 @@ import datetime as _dt
 
 import click
 
-from facelivenet.cli.common import Command, emit, json_option, model_option
+from facelivenet.cli.common import InputFile, Command, emit, json_option, model_option
 
 
 def _utc(ts: float) -> str:
@@ -50,7 +50,7 @@ def challenge(expressions, length, ttl, key_file, as_json):
 
 @click.command("enroll", cls=Command)
 @click.argument("name")
-@click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("images", nargs=-1, required=True, type=InputFile("image"))
 @click.option("--gallery", "gallery_path", required=True, type=click.Path(dir_okay=False),
               help="Gallery file (JSON; created when missing).")
 @model_option

@@ -93,10 +93,39 @@ def _wants_json(ctx: click.Context) -> bool:
     return "--json" in args[: args.index("--")] if "--" in args else "--json" in args
 
 
+class InputFile(click.ParamType):
+    """A file the command reads: checked (exists, readable, not empty, not a directory)
+    when the command line is parsed, so a typo fails in milliseconds, before TensorFlow
+    is imported, with the library's one-line message (``kind``: "image", "video", "model")."""
+
+    name = "file"
+
+    def __init__(self, kind: str):
+        self.kind = kind
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        from facelivenet.errors import GalleryError, ImageReadError, InputError, VideoReadError
+        from facelivenet.paths import resolve_model_path
+        from facelivenet.utils import check_input_file
+
+        if value is None:
+            return value
+        try:
+            if self.kind == "model":
+                resolve_model_path(value)
+            else:
+                error = {"image": ImageReadError, "video": VideoReadError, "gallery": GalleryError}.get(
+                    self.kind, InputError)
+                check_input_file(value, self.kind, error)
+        except FaceLiveNetError as exc:
+            raise CliError(str(exc), error_code(exc)) from None
+        return value
+
+
 def model_option(func: Callable) -> Callable:
     """``--model PATH``: a model file; the bundled default when omitted."""
     return click.option(
-        "--model", "model_path", type=click.Path(dir_okay=False), default=None,
+        "--model", "model_path", type=InputFile("model"), default=None,
         help="Model file (.keras). Default: the bundled models/facelivenet-default.keras "
         "(or $FACELIVENET_MODEL).",
     )(func)

@@ -18,7 +18,7 @@ import click
 import numpy as np
 
 from facelivenet.cli.common import (
-    EXIT_OK, EXIT_REJECT, CliError, Command, emit, json_option, model_option, quiet_option,
+    EXIT_OK, EXIT_REJECT, CliError, InputFile, Command, emit, json_option, model_option, quiet_option,
 )
 from facelivenet.cli.verify_cmds import (
     analyze_clip, challenge_settings, detect_size_option, load_reference, threshold_options, write_annotated,
@@ -43,7 +43,7 @@ ENROL_SECONDS = 10.0
               help=f"Folder the photo-attack demo writes {REFERENCE_PNG}, {ATTACK_MP4}, {ANNOTATED_MP4} and "
                    f"{TIMELINE_PNG} to (created; files in it are replaced). Default: ./{DEFAULT_OUT}/")
 @click.option("--source", metavar="SRC", help="Run the live challenge for you instead: camera index (0), video file or URL.")
-@click.option("--ref", "ref_image", type=click.Path(dir_okay=False), metavar="IMAGE",
+@click.option("--ref", "ref_image", type=InputFile("image"), metavar="IMAGE",
               help="With --source: a reference photo of the person (one face). Default: enrol from the "
                    "source's first frame that shows exactly one face.")
 @click.option("--challenge", "challenge_spec", metavar="EXPR[,EXPR]",

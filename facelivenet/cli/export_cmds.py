@@ -8,10 +8,10 @@ from pathlib import Path
 import click
 
 from facelivenet.cli.common import CliError, Command, emit, json_option, model_option
-from facelivenet.paths import MODELS_DIR
+from facelivenet.paths import parity_faces_dir
 
 #: Real face crops (public-domain astronaut portrait) used when --faces is not given.
-DEFAULT_PARITY_FACES = MODELS_DIR.parent / "data" / "parity-faces"
+DEFAULT_PARITY_FACES = parity_faces_dir()
 
 
 @click.command("export", cls=Command)

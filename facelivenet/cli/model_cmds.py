@@ -9,13 +9,13 @@ import click
 import numpy as np
 
 from facelivenet.cli.common import (
-    EXIT_OK, EXIT_REJECT, CliError, Command, emit, json_option, model_option, progress, quiet_option,
+    EXIT_OK, EXIT_REJECT, CliError, InputFile, Command, emit, json_option, model_option, progress, quiet_option,
 )
 from facelivenet.config import FER2013_CLASSES, PRESETS, STANDARDIZATIONS, ALIGNMENTS
 
 
 @click.command("info", cls=Command)
-@click.argument("model_arg", metavar="[MODEL]", required=False, type=click.Path(dir_okay=False))
+@click.argument("model_arg", metavar="[MODEL]", required=False, type=InputFile("model"))
 @model_option
 @json_option
 def info(model_arg, model_path, as_json):
@@ -49,7 +49,7 @@ def _info_text(d: dict) -> str:
 
 
 @click.command("analyze", cls=Command)
-@click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("images", nargs=-1, required=True, type=InputFile("image"))
 @model_option
 @json_option
 @quiet_option
@@ -101,8 +101,8 @@ def _analyze_text(d: dict) -> str:
 
 
 @click.command("compare", cls=Command)
-@click.argument("image_a", type=click.Path(dir_okay=False))
-@click.argument("image_b", type=click.Path(dir_okay=False))
+@click.argument("image_a", type=InputFile("image"))
+@click.argument("image_b", type=InputFile("image"))
 @model_option
 @click.option("--threshold", type=click.FloatRange(0, 4), default=None,
               help="Squared-L2 threshold (default: the model's calibrated one).")
@@ -122,8 +122,8 @@ def compare(image_a, image_b, model_path, threshold, as_json):
 
 
 @click.command("identify", cls=Command)
-@click.argument("image", type=click.Path(dir_okay=False))
-@click.option("--gallery", "gallery_path", required=True, type=click.Path(dir_okay=False),
+@click.argument("image", type=InputFile("image"))
+@click.option("--gallery", "gallery_path", required=True, type=InputFile("gallery"),
               help="Enrolment gallery (facelivenet enroll).")
 @model_option
 @click.option("--threshold", type=click.FloatRange(0, 4), default=None,

@@ -9,7 +9,7 @@ import click
 import numpy as np
 
 from facelivenet.cli.common import (
-    EXIT_OK, EXIT_REJECT, CliError, Command, emit, json_option, model_option, progress_bar, quiet_option,
+    EXIT_OK, EXIT_REJECT, CliError, InputFile, Command, emit, json_option, model_option, progress_bar, quiet_option,
 )
 
 
@@ -51,10 +51,10 @@ def challenge_settings(model, *, time_limit=None, threshold=None, expression_thr
 
 def reference_options(func):
     """``--gallery F --identity NAME`` or ``--ref IMAGE``: whom the face must match."""
-    func = click.option("--ref", "ref_image", type=click.Path(dir_okay=False),
+    func = click.option("--ref", "ref_image", type=InputFile("image"),
                         help="A reference photo of the person (one face) instead of a gallery.")(func)
     func = click.option("--identity", help="Enrolled identity the face must match (with --gallery).")(func)
-    func = click.option("--gallery", "gallery_path", type=click.Path(dir_okay=False),
+    func = click.option("--gallery", "gallery_path", type=InputFile("gallery"),
                         help="Enrolment gallery (see `facelivenet enroll`).")(func)
     return func
 
@@ -75,7 +75,7 @@ def load_reference(model, gallery_path, identity, ref_image) -> tuple[np.ndarray
 
 
 @click.command("verify-video", cls=Command)
-@click.argument("clip", type=click.Path(dir_okay=False))
+@click.argument("clip", type=InputFile("video"))
 @model_option
 @reference_options
 @click.option("--token", help="Signed single-use challenge token (from `facelivenet challenge`).")
@@ -197,6 +197,7 @@ def write_annotated(path, clip, result, decision, settings, stride):
 
     by_index = {t.index: t for t in decision.trace}
     analyses = dict(zip(result.indices, result.analyses))
+    last_analysed = result.indices[-1] if result.indices else -1
     src = VideoSource(clip, stride=stride)
     verdict = (decision.decision.upper(), decision.accepted)
     with VideoWriter(path, src.info.fps / stride, (src.info.width, src.info.height)) as writer:
@@ -210,6 +211,8 @@ def write_annotated(path, clip, result, decision, settings, stride):
             status = f"t={frame.timestamp:5.2f}s  state={t.state if t else '-'}"
             if t and t.awaiting:
                 status += f"  awaiting={t.awaiting}"
+            if frame.index > last_analysed:
+                status = f"t={frame.timestamp:5.2f}s  analysis stopped at the decision (frame {last_analysed})"
             decided = decision.decided_frame is not None and frame.index >= decision.decided_frame
             writer.write(draw_overlay(frame.image, faces, fa.classes if fa else (), dists,
                                       settings.identity_threshold, status=status,

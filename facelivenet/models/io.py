@@ -15,7 +15,7 @@ import keras
 
 from facelivenet.errors import ModelLoadError
 from facelivenet.models.network import FaceLiveNet
-from facelivenet.paths import default_model_path
+from facelivenet.paths import default_model_path, resolve_model_path  # noqa: F401 (re-exported)
 from facelivenet.utils import atomic_path
 
 
@@ -27,25 +27,6 @@ def save_network(network: FaceLiveNet, path: str | os.PathLike) -> Path:
     with atomic_path(path, suffix=".keras") as tmp:
         network.save(tmp)
     return path
-
-
-def resolve_model_path(path: str | os.PathLike | None) -> Path:
-    """``path`` itself, or the bundled default when ``path`` is None; must exist."""
-    if path is None:
-        p = default_model_path()
-        if not p.is_file():
-            raise ModelLoadError(
-                f"no default model at {p} (see models/README.md: bin/train-default rebuilds it); "
-                "pass --model PATH, e.g. a model trained with `facelivenet train-verification` and "
-                "`train-expression`"
-            )
-        return p
-    p = Path(path)
-    if not p.exists():
-        raise ModelLoadError(f"{p}: no such model file")
-    if p.is_dir():
-        raise ModelLoadError(f"{p}: is a directory, not a .keras model file")
-    return p
 
 
 def load_network(path: str | os.PathLike | None = None) -> FaceLiveNet:
