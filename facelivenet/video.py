@@ -137,22 +137,82 @@ def read_frames(path: str | os.PathLike, stride: int = 1, max_frames: int | None
     return src.info, list(src)
 
 
-class VideoWriter:
-    """Write RGB frames to an .mp4 (mp4v) atomically: the file appears only on close."""
+def h264_encoder() -> str | None:
+    """The ffmpeg executable of the ``imageio-ffmpeg`` wheel (it has libx264), or None."""
+    try:
+        import imageio_ffmpeg
 
-    def __init__(self, path: str | os.PathLike, fps: float, size: tuple[int, int]):
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except Exception:  # not installed, or no binary for this platform
+        return None
+
+
+class VideoWriter:
+    """Write RGB frames to an .mp4 atomically: the file appears only on close.
+
+    ``codec``: ``"mp4v"`` (OpenCV's MPEG-4 Part 2: every OpenCV reads it, browsers do
+    not play it), ``"h264"`` (H.264 / yuv420p with the moov atom first, through the
+    ffmpeg binary of the ``imageio-ffmpeg`` wheel: plays in browsers), or ``"auto"``
+    (H.264 when that encoder is there, else mp4v). :attr:`codec` says which was used.
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: float, size: tuple[int, int], codec: str = "mp4v"):
+        if codec not in ("mp4v", "h264", "auto"):
+            raise ValueError(f"codec must be mp4v, h264 or auto. Received: {codec!r}")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = self.path.with_name(f".{self.path.name}.part{self.path.suffix}")
-        self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-        if not self._writer.isOpened():
-            raise VideoReadError(f"{self.path}: cannot write a video here")
+        self._proc = self._writer = None
+        exe = h264_encoder() if codec != "mp4v" else None
+        if codec == "h264" and exe is None:
+            raise VideoReadError(f"{self.path}: no H.264 encoder (pip install imageio-ffmpeg)")
+        self.codec = "h264" if exe else "mp4v"
+        self.size = (int(size[0]), int(size[1]))
+        if exe:
+            import subprocess
+
+            w, h = self.size
+            self._proc = subprocess.Popen(
+                [exe, "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
+                 "-s", f"{w}x{h}", "-r", f"{float(fps):.6g}", "-i", "-", "-an",
+                 "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-c:v", "libx264", "-preset", "veryfast", "-crf", "20",
+                 "-pix_fmt", "yuv420p", "-movflags", "+faststart", "-f", "mp4", str(self._tmp)],
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        else:
+            self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+            if not self._writer.isOpened():
+                raise VideoReadError(f"{self.path}: cannot write a video here")
 
     def write(self, rgb: np.ndarray) -> None:
-        self._writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        if self._proc is not None:
+            frame = np.ascontiguousarray(rgb, dtype=np.uint8)
+            if frame.shape[:2] != (self.size[1], self.size[0]):
+                frame = cv2.resize(frame, self.size)
+            try:
+                self._proc.stdin.write(frame.tobytes())
+            except BrokenPipeError:
+                raise VideoReadError(f"{self.path}: the H.264 encoder stopped ({self._error()})") from None
+        else:
+            self._writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+    def _error(self) -> str:
+        err = self._proc.stderr.read().decode(errors="replace").strip().splitlines() if self._proc.stderr else []
+        return err[-1] if err else f"exit code {self._proc.returncode}"
 
     def close(self, keep: bool = True) -> None:
-        self._writer.release()
+        if self._proc is not None:
+            try:
+                self._proc.stdin.close()
+            except BrokenPipeError:
+                pass
+            self._proc.wait()
+            if keep and self._proc.returncode != 0:
+                message = self._error()
+                self._tmp.unlink(missing_ok=True)
+                raise VideoReadError(f"{self.path}: H.264 encoding failed ({message})")
+            self._proc.stderr.close()
+        else:
+            self._writer.release()
         if keep:
             os.replace(self._tmp, self.path)
         else:

@@ -411,3 +411,47 @@ def test_realtime_window_on_a_virtual_display(tiny_model_path, face_clip, tmp_pa
     assert proc.stdout.startswith("REJECT:")
     assert "challenge: neutral, then happy" in proc.stderr
     assert "QFontDatabase" not in proc.stderr
+
+
+def test_overlay_text_is_drawn_once_inside_its_plate():
+    from facelivenet.auth.render import draw_overlay, text_box
+
+    bg = np.full((240, 640, 3), 140, np.uint8)
+    status = "t= 1.23s  state=neutral  awaiting=neutral"
+    out = draw_overlay(bg, (), (), (), 1.1, status=status)
+    changed = np.argwhere(np.any(out != bg, axis=-1))
+    ys, xs = changed[:, 0], changed[:, 1]
+    scale = max(0.4, 240 / 900)
+    x1, y1, x2, y2 = text_box(status, (8, 240 - 8), scale)
+    # Every changed pixel is in the plate (a second, offset pass would spill out of it) ...
+    assert xs.min() >= max(0, x1) and xs.max() < x2 and ys.min() >= max(0, y1) and ys.max() < min(240, y2)
+    # ... and the glyphs (bright on the dark plate) span the width getTextSize gives, once.
+    ink = np.argwhere(out[..., 0] > 160)
+    (tw, _), _ = cv2.getTextSize(status, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    assert abs((ink[:, 1].max() - ink[:, 1].min() + 1) - tw) <= 3
+
+
+def test_annotated_clip_is_h264_with_the_verdict_on_its_last_frames(tiny_model_path, face_clip, tmp_path):
+    ref = tmp_path / "ref.png"
+    cv2.imwrite(str(ref), cv2.cvtColor(_face_frame(), cv2.COLOR_RGB2BGR))
+    out = tmp_path / "a.mp4"
+    res = _runner().invoke(cli, ["verify-video", str(face_clip), "--model", str(tiny_model_path), "--ref", str(ref),
+                                 "--challenge", "happy", "--json", "-q", "--annotate", str(out)])
+    assert res.exit_code == 1, res.output
+    report = assert_contract(json.loads(res.stdout))
+    assert report["outputs"]["annotated"] == {"path": str(out), "codec": "h264"}
+    data = out.read_bytes()
+    assert data[4:8] == b"ftyp" and b"avc1" in data[:4096]
+    assert data.find(b"moov") < data.find(b"mdat")  # faststart: playable while it downloads
+    cap = cv2.VideoCapture(str(out))
+    frames = []
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        frames.append(f)
+    assert len(frames) == 20
+    # Decided at the end of the clip: the red REJECT banner is on the last second only.
+    def red(f):
+        return int(np.sum((f[..., 2] > 180) & (f[..., 1] < 90) & (f[..., 0] < 90)))
+    assert red(frames[-1]) > 200 and red(frames[0]) < 20

@@ -187,6 +187,7 @@ def liveness_section(decision: Decision) -> dict[str, Any]:
 def decision_report(decision: Decision, *, frames_analysed: int | None = None, fps: float | None = None,
                     reference: Any = None, token: Mapping[str, Any] | None = None, clip: str | None = None,
                     processing: Mapping[str, Any] | None = None, audit: Any = None,
+                    outputs: Mapping[str, Any] | None = None,
                     include_trace: bool = False, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The JSON report of one verification (the decision contract, :data:`SCHEMA_VERSION`).
 
@@ -201,6 +202,7 @@ def decision_report(decision: Decision, *, frames_analysed: int | None = None, f
         clip: the clip or source the frames came from.
         processing: timings (``frames_per_second``, ``detect_seconds``, ...).
         audit: the audit images written, if any.
+        outputs: other files written (``annotated``: path and codec, ``timeline``).
         include_trace: add the per-frame ``trace``.
         extra: more keys to add; they cannot replace the keys above.
     """
@@ -228,6 +230,8 @@ def decision_report(decision: Decision, *, frames_analysed: int | None = None, f
         "processing": None if processing is None else dict(processing),
         "audit": audit,
     }
+    if outputs:
+        report["outputs"] = dict(outputs)
     for key, value in (extra or {}).items():
         if key in report:
             raise ValueError(f"extra report key {key!r} would replace a standard key")

@@ -17,8 +17,26 @@ WHITE = (255, 255, 255)
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
+def text_box(text: str, org: tuple[int, int], scale: float, thickness: int = 1) -> tuple[int, int, int, int]:
+    """(x1, y1, x2, y2) of the dark plate :func:`_text` draws behind ``text`` at ``org``."""
+    (tw, th), base = cv2.getTextSize(text, FONT, scale, thickness)
+    pad = max(2, int(round(3 * scale)))
+    x, y = org
+    return x - pad, y - th - pad, x + tw + pad, y + base + pad
+
+
 def _text(img: np.ndarray, text: str, org: tuple[int, int], scale: float, colour, thickness: int = 1) -> None:
-    cv2.putText(img, text, org, FONT, scale, (0, 0, 0), thickness + 2, cv2.LINE_AA)
+    """``text`` drawn once, on a dark translucent plate.
+
+    A black outline drawn as a thicker pass of the same text (the usual trick) does not
+    line up under OpenCV 5, whose font gets wider as it gets bolder: every label showed
+    twice, offset. The plate keeps the text legible on any background and any OpenCV.
+    """
+    h, w = img.shape[:2]
+    x1, y1, x2, y2 = text_box(text, org, scale, thickness)
+    x1, y1, x2, y2 = max(0, x1), max(0, y1), min(w, x2), min(h, y2)
+    if x2 > x1 and y2 > y1:
+        img[y1:y2, x1:x2] = (img[y1:y2, x1:x2] * 0.35).astype(img.dtype)
     cv2.putText(img, text, org, FONT, scale, colour, thickness, cv2.LINE_AA)
 
 

@@ -142,10 +142,18 @@ def verify_video(clip, model_path, gallery_path, identity, ref_image, token, cha
     if result is None:  # the token was refused meanwhile (e.g. it expired during the reference)
         emit(report, as_json, lambda d: format_decision(decision))
         sys.exit(EXIT_REJECT)
+    outputs = {}
     if timeline:
         write_timeline(timeline, result, decision, settings)
+        outputs["timeline"] = {"path": str(timeline)}
     if annotate:
-        write_annotated(annotate, clip, result, decision, settings, stride)
+        codec = write_annotated(annotate, clip, result, decision, settings, stride)
+        outputs["annotated"] = {"path": str(annotate), "codec": codec}
+        if codec != "h264":
+            click.echo(f"note: {annotate} is MPEG-4 Part 2 (mp4v), which browsers do not play: "
+                       "pip install imageio-ffmpeg for H.264", err=True)
+    if outputs:
+        report["outputs"] = outputs
     emit(report, as_json, lambda d: format_decision(decision) + (
         f"\n  analysed {result.frames_analysed} frames at {result.processing_fps:.1f} frames/s"))
     sys.exit(EXIT_OK if decision.accepted else EXIT_REJECT)
@@ -190,8 +198,9 @@ def write_timeline(path, result, decision, settings):
                   title=f"{decision.decision.upper()}: {decision.challenge.prompt()}")
 
 
-def write_annotated(path, clip, result, decision, settings, stride):
-    """``clip`` with boxes, bars, engine state and the verdict to an .mp4 (frames as analysed)."""
+def write_annotated(path, clip, result, decision, settings, stride) -> str:
+    """``clip`` with boxes, bars, engine state, the countdown and the verdict to an .mp4
+    (frames as analysed; H.264 when the encoder is installed). Returns the codec used."""
     from facelivenet.auth.render import draw_overlay
     from facelivenet.video import VideoSource, VideoWriter
 
@@ -200,7 +209,11 @@ def write_annotated(path, clip, result, decision, settings, stride):
     last_analysed = result.indices[-1] if result.indices else -1
     src = VideoSource(clip, stride=stride)
     verdict = (decision.decision.upper(), decision.accepted)
-    with VideoWriter(path, src.info.fps / stride, (src.info.width, src.info.height)) as writer:
+    # The verdict from the deciding frame on; decided at the end of the input: the last second.
+    banner_from = (decision.decided_frame if decision.decided_frame is not None
+                   else max(0, (src.info.frame_count or last_analysed + 1) - int(round(src.info.fps))))
+    challenge = decision.challenge
+    with VideoWriter(path, src.info.fps / stride, (src.info.width, src.info.height), codec="auto") as writer:
         for frame in src:
             fa = analyses.get(frame.index)
             t = by_index.get(frame.index)
@@ -208,15 +221,18 @@ def write_annotated(path, clip, result, decision, settings, stride):
             dists = [None] * len(faces)
             if t is not None and faces and t.identity_distance is not None and np.isfinite(t.identity_distance):
                 dists[0] = float(t.identity_distance)
-            status = f"t={frame.timestamp:5.2f}s  state={t.state if t else '-'}"
+            left = max(0.0, challenge.deadline - frame.timestamp) if challenge else 0.0
+            status = f"t={frame.timestamp:5.2f}s  {left:4.1f}s left  state={t.state if t else '-'}"
             if t and t.awaiting:
                 status += f"  awaiting={t.awaiting}"
             if frame.index > last_analysed:
                 status = f"t={frame.timestamp:5.2f}s  analysis stopped at the decision (frame {last_analysed})"
-            decided = decision.decided_frame is not None and frame.index >= decision.decided_frame
+            decided = frame.index >= banner_from
             writer.write(draw_overlay(frame.image, faces, fa.classes if fa else (), dists,
                                       settings.identity_threshold, status=status,
-                                      prompt=decision.challenge.prompt(), banner=verdict if decided else None))
+                                      prompt=challenge.prompt() if challenge else "",
+                                      banner=verdict if decided else None))
+        return writer.codec
 
 
 @click.command("realtime", cls=Command)
