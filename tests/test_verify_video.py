@@ -455,3 +455,46 @@ def test_annotated_clip_is_h264_with_the_verdict_on_its_last_frames(tiny_model_p
     def red(f):
         return int(np.sum((f[..., 2] > 180) & (f[..., 1] < 90) & (f[..., 0] < 90)))
     assert red(frames[-1]) > 200 and red(frames[0]) < 20
+
+
+def test_audit_images_of_each_completed_step(tmp_path):
+    from facelivenet.auth.audit import write_audit
+    from facelivenet.auth.challenge import FaceObservation, FrameObservation, run_challenge
+
+    clip = tmp_path / "c.mp4"
+    with VideoWriter(clip, 10.0, (320, 320)) as w:
+        for i in range(30):
+            w.write(_face_frame())
+
+    def probs(expr, p):
+        return {c: (p if c == expr else (1 - p) / 6) for c in CLASSES}
+
+    obs = [FrameObservation(i / 10, [FaceObservation((80, 80, 240, 240), 0.2, probs("neutral", 0.7 + 0.01 * i))],
+                            index=i) for i in range(12)]
+    obs += [FrameObservation(i / 10, [FaceObservation((80, 80, 240, 240), 0.3, probs("happy", [0.6, 0.95, 0.7][i - 12]))],
+                             index=i) for i in range(12, 15)]
+    decision = run_challenge(Challenge.for_clip(("happy",), 10.0), obs)
+    assert decision.accepted
+    audit = write_audit(tmp_path / "audit", decision, clip, reference=(_face_frame(), (80, 80, 240, 240)))
+    assert audit["reference"]["path"].endswith("reference.png")
+    steps = [(f["phase"], f["frame"], round(f["probability"], 2)) for f in audit["frames"]]
+    assert steps == [("neutral", 11, 0.81), ("happy", 13, 0.95)]
+    for f in audit["frames"]:
+        img = cv2.imread(f["path"])
+        assert img.shape == (320, 320, 3)
+        assert (img[80, 100:220, 1] > 150).mean() > 0.9  # the green box's top edge (a match)
+
+
+def test_cli_audit_folder_is_listed_in_the_report(tiny_model_path, face_clip, tmp_path):
+    ref = tmp_path / "ref.png"
+    cv2.imwrite(str(ref), cv2.cvtColor(_face_frame(), cv2.COLOR_RGB2BGR))
+    res = _runner().invoke(cli, ["verify-video", str(face_clip), "--model", str(tiny_model_path), "--ref", str(ref),
+                                 "--challenge", "happy", "--json", "-q", "--audit", str(tmp_path / "audit")])
+    assert res.exit_code == 1, res.output
+    report = assert_contract(json.loads(res.stdout))
+    assert Path(report["audit"]["reference"]["path"]).is_file()
+    assert all(Path(f["path"]).is_file() for f in report["audit"]["frames"])
+    (tmp_path / "afile").write_text("x")
+    res = _runner().invoke(cli, ["verify-video", str(face_clip), "--model", str(tiny_model_path), "--ref", str(ref),
+                                 "--challenge", "happy", "--audit", str(tmp_path / "afile")])
+    assert res.exit_code == 2

@@ -90,13 +90,16 @@ def load_reference(model, gallery_path, identity, ref_image) -> tuple[np.ndarray
 @click.option("--annotate", type=click.Path(dir_okay=False), help="Write the clip with boxes, bars and state to this .mp4.")
 @click.option("--timeline", type=click.Path(dir_okay=False), help="Write the expression/identity timeline to this .png.")
 @click.option("--trace", "with_trace", is_flag=True, help="Include the per-frame trace in the JSON report.")
+@click.option("--audit", "audit_dir", type=click.Path(file_okay=False),
+              help="Write audit images here: the reference face and the best frame of each completed step "
+                   "(Neutral, each expression) with its box and numbers; listed in the report.")
 @threshold_options
 @detect_size_option
 @json_option
 @quiet_option
 def verify_video(clip, model_path, gallery_path, identity, ref_image, token, challenge_spec, key_file, nonce_db,
-                 stride, time_limit, annotate, timeline, with_trace, threshold, expression_threshold, detect_size,
-                 as_json, quiet):
+                 stride, time_limit, annotate, timeline, with_trace, audit_dir, threshold, expression_threshold,
+                 detect_size, as_json, quiet):
     """Authenticate CLIP: the enrolled person goes from Neutral to the challenged expression(s).
 
     The identity must match the reference on the very frames that show Neutral and
@@ -115,6 +118,10 @@ def verify_video(clip, model_path, gallery_path, identity, ref_image, token, cha
     for out, ext in ((annotate, ".mp4"), (timeline, ".png")):
         if out and Path(out).suffix.lower() != ext:
             raise CliError(f"{out}: must be a {ext} file")
+    if audit_dir:
+        from facelivenet.auth.audit import prepare_audit_dir
+
+        prepare_audit_dir(audit_dir)  # before the long run
     if (token is None) == (challenge_spec is None):
         raise CliError("give the challenge: --token T (from `facelivenet challenge`) or --challenge happy[,surprise]")
     model = load_model(model_path)
@@ -138,7 +145,18 @@ def verify_video(clip, model_path, gallery_path, identity, ref_image, token, cha
                                     settings=settings, stride=stride, on_frames=bar.update,
                                     detect_max_side=detect_size or None)
     decision, result = outcome.decision, outcome.clip
-    report = outcome.report(reference=ref_info, clip=clip, stride=stride, include_trace=with_trace)
+    audit = None
+    if audit_dir and result is not None:
+        from facelivenet.auth.audit import write_audit
+
+        ref = None
+        if ref_image:
+            face = auth.embed(ref_image)
+            from facelivenet.images import read_image
+
+            ref = (read_image(ref_image), face.face.box)
+        audit = write_audit(audit_dir, decision, clip, stride=stride, reference=ref)
+    report = outcome.report(reference=ref_info, clip=clip, stride=stride, include_trace=with_trace, audit=audit)
     if result is None:  # the token was refused meanwhile (e.g. it expired during the reference)
         emit(report, as_json, lambda d: format_decision(decision))
         sys.exit(EXIT_REJECT)
