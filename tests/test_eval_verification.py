@@ -168,7 +168,7 @@ def test_cli_json_and_roc_png(runner, lfw_like, tiny_model_path):
     roc = lfw_like / "roc.png"
     res = runner.invoke(cli, ["evaluate-verification", "--pairs", str(lfw_like / "pairs.txt"),
                               "--images", str(lfw_like / "images"), "--model", str(tiny_model_path),
-                              "--flip", "--roc", str(roc), "--json", "--quiet"])
+                              "--aligned", "--flip", "--roc", str(roc), "--json", "--quiet"])
     assert res.exit_code == 0, res.output
     d = json.loads(res.stdout)
     for key in ("accuracy", "accuracy_std", "val", "far", "auc", "eer", "threshold", "pairs", "folds",
@@ -176,15 +176,45 @@ def test_cli_json_and_roc_png(runner, lfw_like, tiny_model_path):
         assert key in d
     assert d["pairs"] == 8 and d["flip"] is True and 0.0 <= d["accuracy"] <= 1.0
     assert roc.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    human = runner.invoke(cli, ["evaluate-verification", "--pairs", str(lfw_like / "pairs.txt"),
+    human = runner.invoke(cli, ["evaluate-verification", "--pairs", str(lfw_like / "pairs.txt"), "--aligned",
                                 "--images", str(lfw_like / "images"), "--model", str(tiny_model_path), "-q"])
     assert human.exit_code == 0 and "accuracy:" in human.stdout and "EER:" in human.stdout
+    # 4 different pairs cannot measure FAR 1e-3: said in the report, the summary and on stderr.
+    assert d["far_measurable"] is False and "not measurable" in human.stdout and "warning:" in human.stderr
+    # The model's own threshold, computed by hand from the report's distances.
+    own = d["model_threshold"]
+    from facelivenet.api import load_model
+
+    assert own["threshold"] == pytest.approx(load_model(tiny_model_path).config.verification_threshold)
+    assert 0 <= own["accuracy"] <= 1 and 0 <= own["tar"] <= 1 and 0 <= own["far"] <= 1
+    assert "model's:" in human.stdout
+
+
+def test_operating_point_and_pair_limit():
+    from facelivenet.data.pairs import Pair, PairsFile
+    from facelivenet.eval.verification import limit_pairs, operating_point
+
+    op = operating_point(np.array([0.1, 0.5, 0.9, 1.5]), np.array([True, True, False, False]), 1.0)
+    assert op == {"threshold": 1.0, "accuracy": 0.75, "tar": 1.0, "far": 0.5}
+    pairs = PairsFile(2, 2, tuple(Pair("a", i + 1, "a" if (i // 2) % 2 == 0 else "b", i + 2) for i in range(8)))
+    small = limit_pairs(pairs, 4)
+    assert len(small.pairs) == 4 and small.issame.sum() == 2  # both kinds kept
+    assert limit_pairs(pairs, None) is pairs and limit_pairs(pairs, 100) is pairs
+
+
+def test_cli_detects_by_default_and_limits_pairs(runner, lfw_like, tiny_model_path):
+    res = runner.invoke(cli, ["evaluate-verification", "--pairs", str(lfw_like / "pairs.txt"),
+                              "--images", str(lfw_like / "images"), "--model", str(tiny_model_path),
+                              "--max-pairs", "4", "--json", "-q"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.stdout)
+    assert d["mode"] == "detect" and d["pairs"] == 4
 
 
 def test_cli_missing_images_exit_2_unless_skipped(runner, lfw_like, tiny_model_path):
     (lfw_like / "images" / "Dee" / "Dee_0002.jpg").unlink()
     args = ["evaluate-verification", "--pairs", str(lfw_like / "pairs.txt"), "--images",
-            str(lfw_like / "images"), "--model", str(tiny_model_path), "--json", "-q"]
+            str(lfw_like / "images"), "--model", str(tiny_model_path), "--aligned", "--json", "-q"]
     res = runner.invoke(cli, args)
     assert res.exit_code == 2
     assert "Dee/Dee_0002" in res.stderr and len(res.stderr.strip().splitlines()) == 1

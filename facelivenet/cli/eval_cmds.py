@@ -25,10 +25,13 @@ def _png(path: str | None) -> None:
 
 
 def _roc_png(d: dict, path: str, roc, title: str) -> None:
-    """Draw ``roc`` (with ``d``'s AUC and EER) to ``path`` and name the file in ``d``."""
+    """Draw ``roc`` (with ``d``'s AUC, EER and the model's operating point) to ``path``
+    and name the file in ``d``."""
     from facelivenet.eval.plots import plot_roc
 
-    plot_roc(path, roc.fpr, roc.tpr, auc=d["auc"], eer=d["eer"], title=title)
+    own = d.get("model_threshold")
+    point = (own["far"], own["tar"], own["threshold"]) if own and own.get("far") is not None else None
+    plot_roc(path, roc.fpr, roc.tpr, auc=d["auc"], eer=d["eer"], title=title, operating_point=point)
     d["roc"] = path
 
 
@@ -40,10 +43,12 @@ def _chunks(label: str, quiet: bool):
 @click.option("--pairs", "pairs_path", required=True, type=_FILE, help="LFW-style pairs file (pairs.txt).")
 @click.option("--images", "images_dir", required=True, type=_DIR, help="Image folder: NAME/NAME_NNNN.jpg.")
 @model_option
-@click.option("--aligned/--detect", "aligned", default=True, show_default=True,
-              help="--aligned: the images are face crops, used whole. --detect: find, pick (largest, "
-                   "most central) and align the face first, as the model's alignment says (raw photos, "
-                   "LFW deep-funneled); an image without a face gets a centre crop and is counted.")
+@click.option("--detect/--aligned", "detect", default=True, show_default=True,
+              help="--detect (default): find, pick (largest, most central) and align the face first, as "
+                   "the model's alignment says (raw photos, LFW deep-funneled); an image without a face "
+                   "gets a centre crop and is counted. --aligned: the images are face crops, used whole.")
+@click.option("--max-pairs", type=click.IntRange(2), default=None,
+              help="Evaluate at most this many pairs, spread evenly over the file (a quick check).")
 @click.option("--flip", is_flag=True, help="Add the mirrored face's embedding to each face's (then renormalise).")
 @click.option("--skip-missing", is_flag=True,
               help="Leave out pairs whose images are missing (listed in the report) instead of stopping.")
@@ -53,13 +58,15 @@ def _chunks(label: str, quiet: bool):
 @click.option("--roc", "roc_path", type=_FILE, default=None, help="Write the ROC curve to this .png.")
 @json_option
 @quiet_option
-def evaluate_verification_cmd(pairs_path, images_dir, model_path, aligned, flip, skip_missing, folds, far_target,
-                              roc_path, as_json, quiet):
+def evaluate_verification_cmd(pairs_path, images_dir, model_path, detect, max_pairs, flip, skip_missing, folds,
+                              far_target, roc_path, as_json, quiet):
     """The LFW protocol: K-fold accuracy, VAL@FAR, AUC, EER and the best threshold.
 
     Every distinct image is embedded once. Accuracy is the mean ± std over the folds
     of the held-out accuracy at the threshold best on the other folds; VAL@FAR uses
-    the threshold interpolated for the target FAR on the other folds. Distances are
+    the threshold interpolated for the target FAR on the other folds (a warning when
+    the target is below 1 / the different pairs); the model's own threshold is
+    reported too (accuracy, TAR, FAR), and marked on the ROC. Distances are
     squared L2 between unit embeddings. Images named in PAIRS that are missing stop
     the run (exit 2, listed) unless --skip-missing.
     """
@@ -71,10 +78,13 @@ def evaluate_verification_cmd(pairs_path, images_dir, model_path, aligned, flip,
     pairs = read_pairs(pairs_path)
     model = load_model(model_path)
     report = evaluate_verification(
-        model, pairs, images_dir, detect=not aligned, flip=flip, skip_missing=skip_missing, n_folds=folds,
-        far_target=far_target, progress=_chunks("embedding", quiet),
+        model, pairs, images_dir, detect=detect, flip=flip, skip_missing=skip_missing, n_folds=folds,
+        far_target=far_target, max_pairs=max_pairs, progress=_chunks("embedding", quiet),
     )
     d = report.to_dict()
+    if not d["far_measurable"]:
+        click.echo(f"warning: VAL @ FAR {far_target:g} cannot be measured on {d['pairs'] - d['same_pairs']} "
+                   "different pairs (fewer than 1 / FAR)", err=True)
     if roc_path:
         _roc_png(d, roc_path, report.roc, f"Verification ROC: {Path(pairs_path).name}, {d['pairs']} pairs")
     emit(d, as_json, format_report)

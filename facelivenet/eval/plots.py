@@ -25,12 +25,14 @@ def _save(fig, path: str | os.PathLike) -> None:
 
 
 def plot_roc(path: str | os.PathLike, fpr: np.ndarray, tpr: np.ndarray, *, auc: float, eer: float,
-             title: str = "ROC", label: str = "") -> None:
+             title: str = "ROC", label: str = "",
+             operating_point: tuple[float, float, float] | None = None) -> None:
     """ROC curve (TPR against FAR, FAR on a log axis down to the first non-zero FAR)
-    with the EER point and the chance diagonal.
+    with the EER point, the chance diagonal and, if given, the operating point.
 
     Args:
         fpr, tpr: (T,) points of the curve, FAR increasing.
+        operating_point: (FAR, TAR, threshold) of the model's own threshold.
     """
     plt = _pyplot()
     fig, (lin, log) = plt.subplots(1, 2, figsize=(10, 4.5))
@@ -38,6 +40,10 @@ def plot_roc(path: str | os.PathLike, fpr: np.ndarray, tpr: np.ndarray, *, auc: 
     for ax in (lin, log):
         ax.plot(fpr, tpr, lw=1.8, label=f"{name}AUC {auc:.4f}, EER {eer:.4f}")
         ax.plot([eer], [1.0 - eer], "o", color="C3", label="EER")
+        if operating_point is not None:
+            op_far, op_tar, op_t = operating_point
+            ax.plot([max(op_far, 1e-6) if ax is log else op_far], [op_tar], "s", color="C2",
+                    label=f"model threshold {op_t:.3f}: FAR {op_far:.3f}, TAR {op_tar:.3f}")
         ax.set_xlabel("false accept rate")
         ax.set_ylabel("true accept rate")
         ax.grid(alpha=0.3)

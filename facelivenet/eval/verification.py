@@ -113,6 +113,13 @@ class VerificationReport:
     no_face: tuple[str, ...]
     settings: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    model_threshold: dict[str, Any] | None = None
+
+    @property
+    def far_measurable(self) -> bool:
+        """Whether the VAL's FAR target is at least one false accept among the different pairs."""
+        negatives = int((~self.images.issame).sum())
+        return negatives > 0 and self.val.far_target * negatives >= 1.0
 
     @property
     def pairs(self) -> int:
@@ -127,6 +134,8 @@ class VerificationReport:
             "val_std": val.val_std,
             "far": val.far,
             "far_target": val.far_target,
+            "far_measurable": self.far_measurable,
+            "model_threshold": self.model_threshold,
             "auc": self.auc,
             "eer": self.eer.eer,
             "eer_threshold": self.eer.threshold,
@@ -148,6 +157,29 @@ class VerificationReport:
         }
 
 
+def limit_pairs(pairs: PairsFile, max_pairs: int | None) -> PairsFile:
+    """At most ``max_pairs`` pairs, spread evenly over the file (so every fold and both
+    kinds of pair keep their share: LFW's file is written in blocks of each)."""
+    n = len(pairs.pairs)
+    if not max_pairs or max_pairs >= n:
+        return pairs
+    keep = np.unique(np.linspace(0, n - 1, int(max_pairs)).round().astype(int))
+    return PairsFile(pairs.folds, max(1, len(keep) // max(1, 2 * pairs.folds)),
+                     tuple(pairs.pairs[i] for i in keep))
+
+
+def operating_point(distances: np.ndarray, issame: np.ndarray, threshold: float) -> dict[str, Any]:
+    """Accuracy, TAR and FAR at a fixed ``threshold`` (a model's own): same when <= it."""
+    d, s = np.asarray(distances, float), np.asarray(issame, bool)
+    accept = d <= threshold
+    return {
+        "threshold": float(threshold),
+        "accuracy": float(np.mean(accept == s)),
+        "tar": float(accept[s].mean()) if s.any() else None,
+        "far": float(accept[~s].mean()) if (~s).any() else None,
+    }
+
+
 def verification_metrics(distances: np.ndarray, issame: np.ndarray, folds: np.ndarray,
                          far_target: float = FAR_TARGET) -> dict[str, Any]:
     """The protocol's numbers for (P,) distances, (P,) issame and (P,) fold numbers."""
@@ -164,7 +196,8 @@ def verification_metrics(distances: np.ndarray, issame: np.ndarray, folds: np.nd
 def evaluate_verification(model: Any, pairs: PairsFile, images_dir: str | os.PathLike, *,
                           detect: bool = False, flip: bool = False, skip_missing: bool = False,
                           n_folds: int | None = None, far_target: float = FAR_TARGET,
-                          detector: Any = None, progress: Progress | None = None) -> VerificationReport:
+                          max_pairs: int | None = None, detector: Any = None,
+                          progress: Progress | None = None) -> VerificationReport:
     """Run the LFW protocol for ``model`` (a :class:`~facelivenet.api.FaceModel`).
 
     Args:
@@ -175,12 +208,15 @@ def evaluate_verification(model: Any, pairs: PairsFile, images_dir: str | os.Pat
         flip: fuse each face's embedding with its mirror image's.
         skip_missing: leave out pairs whose images are missing instead of failing.
         n_folds: folds of the protocol (default: the file's).
-        far_target: FAR of the reported VAL.
+        far_target: FAR of the reported VAL (``far_measurable`` in the report says
+            whether the pairs have enough different pairs to measure it).
+        max_pairs: evaluate at most this many pairs, spread evenly over the file.
         detector: face detector for ``detect`` (default: a new :class:`FaceDetector`).
         progress: progress wrapper over the image chunks.
     """
     t0 = time.perf_counter()
-    found = locate_pair_images(pairs, images_dir, n_folds=n_folds, skip_missing=skip_missing)
+    found = locate_pair_images(limit_pairs(pairs, max_pairs), images_dir, n_folds=n_folds,
+                               skip_missing=skip_missing)
     crops = DetectedFace(model.config, detector) if detect else WholeImage()
     out = analyze_files(model, found.paths, crops=crops, flip=flip, progress=progress)
     d = metrics.squared_l2_distances(out.embeddings[found.first], out.embeddings[found.second])
@@ -190,8 +226,10 @@ def evaluate_verification(model: Any, pairs: PairsFile, images_dir: str | os.Pat
         "flip": flip,
         "model": str(model.source) if getattr(model, "source", None) else None,
     }
+    own = getattr(getattr(model, "config", None), "verification_threshold", None)
     return VerificationReport(**numbers, images=found, no_face=out.no_face, settings=settings,
-                              seconds=time.perf_counter() - t0)
+                              seconds=time.perf_counter() - t0,
+                              model_threshold=None if own is None else operating_point(d, found.issame, float(own)))
 
 
 def format_report(d: dict[str, Any]) -> str:
@@ -200,11 +238,18 @@ def format_report(d: dict[str, Any]) -> str:
         f"pairs:      {d['pairs']} ({d['same_pairs']} same), {d['folds']} folds, {d['images']} images "
         f"({d['mode']}{', flip' if d['flip'] else ''})",
         f"accuracy:   {d['accuracy']:.4f} ± {d['accuracy_std']:.4f}",
-        f"VAL:        {d['val']:.4f} ± {d['val_std']:.4f} @ FAR {d['far']:.5f} (target {d['far_target']:g})",
+        f"VAL:        {d['val']:.4f} ± {d['val_std']:.4f} @ FAR {d['far']:.5f} (target {d['far_target']:g})"
+        + ("" if d.get("far_measurable", True) else
+           f"  WARNING: FAR {d['far_target']:g} is below 1 / {d['pairs'] - d['same_pairs']} different pairs: "
+           "not measurable here"),
         f"AUC:        {d['auc']:.4f}",
         f"EER:        {d['eer']:.4f} (threshold {d['eer_threshold']:.4f})",
         f"threshold:  {d['threshold']:.4f} (accuracy {d['threshold_accuracy']:.4f} on all pairs)",
     ]
+    own = d.get("model_threshold")
+    if own:
+        lines.append(f"model's:    threshold {own['threshold']:.4f}: accuracy {own['accuracy']:.4f}, "
+                     f"TAR {own['tar']:.4f}, FAR {own['far']:.4f}")
     if d["missing"]:
         shown = ", ".join(d["missing"][:MISSING_SHOWN]) + (", ..." if len(d["missing"]) > MISSING_SHOWN else "")
         lines.append(f"missing:    {len(d['missing'])} image(s), {d['skipped_pairs']} pair(s) skipped: {shown}")
