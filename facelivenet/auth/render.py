@@ -82,7 +82,8 @@ def draw_overlay(rgb: np.ndarray, faces: Sequence[FaceResult], classes: Sequence
 def plot_timeline(path: str | os.PathLike, times: Sequence[float], expressions: np.ndarray,
                   classes: Sequence[str], distances: Sequence[float | None], threshold: float,
                   phases: Sequence[tuple[str, float, float]], *, highlight: Sequence[str] = (),
-                  title: str = "") -> None:
+                  title: str = "", expression_threshold: float | None = None, deadline: float | None = None,
+                  reasons: Sequence[str] = ()) -> None:
     """Expression probabilities and identity distance over time, phases shaded, to a PNG.
 
     Args:
@@ -90,6 +91,9 @@ def plot_timeline(path: str | os.PathLike, times: Sequence[float], expressions: 
         distances: identity distance per frame (``None``: no face).
         phases: (name, start, end) spans to shade.
         highlight: classes drawn thick (Neutral and the challenge's expressions).
+        expression_threshold: drawn as a dashed line on the probabilities.
+        deadline: the challenge's deadline (clip time), a vertical line.
+        reasons: the decision's reasons, written under the title.
     """
     import matplotlib
 
@@ -103,6 +107,12 @@ def plot_timeline(path: str | os.PathLike, times: Sequence[float], expressions: 
     for j, name in enumerate(classes):
         thick = name in highlight
         ax1.plot(t, expressions[:, j], lw=2.2 if thick else 0.8, alpha=1.0 if thick else 0.5, label=name)
+    if expression_threshold is not None:
+        ax1.axhline(expression_threshold, color="grey", ls="--", lw=1,
+                    label=f"threshold {expression_threshold:.2f}")
+    if deadline is not None and t.size and deadline <= t.max():  # (past the clip's end: not drawn)
+        for ax in (ax1, ax2):
+            ax.axvline(deadline, color="r", ls=":", lw=1.2, label="deadline" if ax is ax2 else None)
     ax1.set_ylabel("expression probability")
     ax1.set_ylim(0, 1)
     ax1.legend(loc="upper right", ncol=4, fontsize=8)
@@ -117,8 +127,9 @@ def plot_timeline(path: str | os.PathLike, times: Sequence[float], expressions: 
         for ax in (ax1, ax2):
             ax.axvspan(start, max(end, start + 1e-3), color=colours[k % len(colours)], alpha=0.15)
         ax1.text(start, 0.97, name, va="top", fontsize=9)
-    if title:
-        fig.suptitle(title)
+    if title or reasons:
+        text = title + ("\n" + "; ".join(reasons) if reasons else "")
+        fig.suptitle(text[:300], fontsize=10 if reasons else 12)
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=100, format="png")

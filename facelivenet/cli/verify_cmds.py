@@ -213,7 +213,9 @@ def write_timeline(path, result, decision, settings):
     phases = [(p.name, p.start, p.end) for p in decision.phases]
     plot_timeline(path, times, probs, classes, dists, settings.identity_threshold, phases,
                   highlight=("neutral", *decision.challenge.expressions),
-                  title=f"{decision.decision.upper()}: {decision.challenge.prompt()}")
+                  title=f"{decision.decision.upper()}: {decision.challenge.prompt()}",
+                  expression_threshold=settings.expression_threshold, deadline=decision.challenge.deadline,
+                  reasons=[r.message for r in decision.reasons])
 
 
 def write_annotated(path, clip, result, decision, settings, stride) -> str:
