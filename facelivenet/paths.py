@@ -51,3 +51,30 @@ def resolve_model_path(path: str | os.PathLike | None) -> Path:
     if p.is_dir():
         raise ModelLoadError(f"{p}: is a directory, not a .keras model file")
     return p
+
+
+def model_expression_classes(path: str | os.PathLike | None = None) -> tuple[str, ...]:
+    """The expression classes a model file recognises, read from its archive's config
+    (no Keras import: for commands that check names before any model is loaded)."""
+    import json
+    import zipfile
+
+    from facelivenet.errors import ModelLoadError
+
+    p = resolve_model_path(path)
+    try:
+        with zipfile.ZipFile(p) as z:
+            config = json.loads(z.read("config.json"))
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        raise ModelLoadError(f"{p}: not a .keras model file ({exc})") from None
+    stack = [config]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            classes = node.get("expression_classes")
+            if isinstance(classes, list) and all(isinstance(c, str) for c in classes):
+                return tuple(classes)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    raise ModelLoadError(f"{p}: not a facelivenet model (no expression classes in its config)")

@@ -100,3 +100,24 @@ def test_real_process_error_has_no_tensorflow_log_lines(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"Error: {tmp_path / 'nope.keras'}: no such model file"]
+
+
+def test_create_model_defaults_match_the_shipped_model(runner, tmp_path):
+    import zipfile
+
+    from facelivenet.paths import default_model_path, model_expression_classes
+
+    out = tmp_path / "d.keras"
+    res = runner.invoke(cli, ["create-model", str(out), "--image-size", "80", "--json"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.stdout)
+    assert d["config"]["embedding_size"] == 128
+    assert model_expression_classes(out) == model_expression_classes(default_model_path())
+    assert zipfile.is_zipfile(out)
+
+
+def test_challenge_checks_names_against_the_model_and_is_quiet_on_request(runner, tmp_path):
+    res = runner.invoke(cli, ["challenge", "--expressions", "happy,dance", "--key-file", str(tmp_path / "k")])
+    assert res.exit_code == 2 and "no expression dance" in res.stderr
+    res = runner.invoke(cli, ["challenge", "--expressions", "happy", "--key-file", str(tmp_path / "k"), "-q"])
+    assert res.exit_code == 0 and res.stderr == "" and res.stdout.count(".") == 1

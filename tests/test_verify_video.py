@@ -498,3 +498,23 @@ def test_cli_audit_folder_is_listed_in_the_report(tiny_model_path, face_clip, tm
     res = _runner().invoke(cli, ["verify-video", str(face_clip), "--model", str(tiny_model_path), "--ref", str(ref),
                                  "--challenge", "happy", "--audit", str(tmp_path / "afile")])
     assert res.exit_code == 2
+
+
+def test_one_challenge_vocabulary_in_verify_video_and_realtime(tiny_model_path, face_clip, tmp_path):
+    ref = tmp_path / "ref.png"
+    cv2.imwrite(str(ref), cv2.cvtColor(_face_frame(), cv2.COLOR_RGB2BGR))
+    # verify-video draws a random challenge from --expressions/--length ...
+    res = _runner().invoke(cli, ["verify-video", str(face_clip), "--model", str(tiny_model_path), "--ref", str(ref),
+                                 "--expressions", "happy,surprise", "--length", "2", "--json", "-q"])
+    assert res.exit_code == 1, res.output
+    seq = json.loads(res.stdout)["challenge"]["expressions"]
+    assert len(seq) == 2 and set(seq) <= {"happy", "surprise"}
+    res = _runner().invoke(cli, ["verify-video", str(face_clip), "--model", str(tiny_model_path), "--ref", str(ref),
+                                 "--challenge", "happy", "--expressions", "happy"])
+    assert res.exit_code == 2 and "give the challenge" in res.stderr
+    # ... and realtime takes a fixed --challenge, and --json for the final decision.
+    res = _runner().invoke(cli, ["realtime", "--source", str(face_clip), "--model", str(tiny_model_path),
+                                 "--ref", str(ref), "--headless", "--challenge", "surprise,happy"])
+    events = [json.loads(line) for line in res.stdout.splitlines()]
+    assert events[0]["expressions"] == ["surprise", "happy"] and events[-1]["challenge"]["expressions"] == [
+        "surprise", "happy"]

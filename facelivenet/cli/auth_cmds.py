@@ -6,7 +6,7 @@ import datetime as _dt
 
 import click
 
-from facelivenet.cli.common import InputFile, Command, emit, json_option, model_option
+from facelivenet.cli.common import CliError, InputFile, Command, emit, json_option, model_option, quiet_option
 
 
 def _utc(ts: float) -> str:
@@ -23,18 +23,26 @@ def _utc(ts: float) -> str:
 @click.option("--key-file", type=click.Path(dir_okay=False), default=None,
               help="Signing key file (created with mode 0600 when missing). "
                    "Default: challenge.key in the user's facelivenet config directory.")
+@model_option
 @json_option
-def challenge(expressions, length, ttl, key_file, as_json):
+@quiet_option
+def challenge(expressions, length, ttl, key_file, model_path, as_json, quiet):
     """Issue a signed single-use challenge token for the offline (uploaded clip) mode.
 
     Prints the token on stdout (with --json: the token and what it asks for). The
     clip answering it must show Neutral, then the expressions in order; the token is
-    accepted once, before it expires.
+    accepted once, before it expires. The expressions must be classes of the model
+    that will verify the clip (--model, default the bundled one).
     """
     from facelivenet.auth.challenge import parse_expression_list
     from facelivenet.auth.tokens import issue_token, load_key
+    from facelivenet.paths import model_expression_classes
 
     choices = parse_expression_list(expressions)
+    known = model_expression_classes(model_path)
+    unknown = [c for c in choices if c not in known]
+    if unknown:
+        raise CliError(f"the model has no expression {', '.join(unknown)} (its classes: {', '.join(known)})")
     key = load_key(key_file)
     token, claims = issue_token(key, choices, length, ttl)
     result = {"token": token, **claims.to_dict()}
@@ -42,10 +50,11 @@ def challenge(expressions, length, ttl, key_file, as_json):
         emit(result, True, str)
     else:
         click.echo(token)
-        click.echo(
-            f"challenge: neutral, then {', then '.join(claims.expressions)}; "
-            f"valid until {_utc(claims.expiry)} (once)", err=True,
-        )
+        if not quiet:
+            click.echo(
+                f"challenge: neutral, then {', then '.join(claims.expressions)}; "
+                f"valid until {_utc(claims.expiry)} (once)", err=True,
+            )
 
 
 @click.command("enroll", cls=Command)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from facelivenet.cli.common import CliError, Command, emit, json_option, model_option
+from facelivenet.cli.common import CliError, Command, emit, json_option, model_option, quiet_option
 from facelivenet.paths import parity_faces_dir
 
 #: Real face crops (public-domain astronaut portrait) used when --faces is not given.
@@ -31,7 +31,8 @@ DEFAULT_PARITY_FACES = parity_faces_dir()
                    "directory OUT instead of the network.")
 @click.option("--force", is_flag=True, help="Overwrite OUT if it exists.")
 @json_option
-def export_cmd(model_path, fmt, out, calibration, faces, max_faces, detector, force, as_json):
+@quiet_option
+def export_cmd(model_path, fmt, out, calibration, faces, max_faces, detector, force, as_json, quiet):
     """Export the network (embedding + expression probabilities) for phones and serving.
 
     The exported model takes a uint8 RGB batch named `image` (N x S x S x 3, S the
@@ -63,16 +64,16 @@ def export_cmd(model_path, fmt, out, calibration, faces, max_faces, detector, fo
     if fmt != "tflite-int8" and calibration:
         raise CliError("--calibration is only used by --format tflite-int8")
     if detector:
-        _export_detector(fmt, out_path, calibration, faces, max_faces, as_json)
+        _export_detector(fmt, out_path, calibration, faces, max_faces, as_json, quiet)
         return
     model = load_model(model_path)
     size = model.image_size
     calib = load_face_dir(calibration, size, max_faces) if calibration else None
     parity_faces = load_face_dir(faces or DEFAULT_PARITY_FACES, size, max_faces)
 
-    click.echo(f"exporting {model.source} as {fmt} ...", err=True)
+    _say(quiet, f"exporting {model.source} as {fmt} ...")
     export(model.network, fmt, out_path, calibration=calib)
-    click.echo(f"checking parity on {len(parity_faces)} face crops ...", err=True)
+    _say(quiet, f"checking parity on {len(parity_faces)} face crops ...")
     model.analyze(parity_faces[:1])  # compile our forward once
     parity = check_parity(fmt, lambda x: _analyze_pair(model, x), load_runner(fmt, out_path), parity_faces)
     report = {
@@ -96,12 +97,12 @@ def export_cmd(model_path, fmt, out, calibration, faces, max_faces, detector, fo
     emit(report, as_json, _text)
 
 
-def _export_detector(fmt, out_path, calibration, faces, max_faces, as_json):
+def _export_detector(fmt, out_path, calibration, faces, max_faces, as_json, quiet=False):
     from facelivenet.export import artefact_size, export_detector, load_face_dir
 
     size = 160  # P-Net runs on crops of any size; R/O-Net inputs are resized from these
     crops = load_face_dir(calibration or faces or DEFAULT_PARITY_FACES, size, max_faces)
-    click.echo(f"exporting the detector's stages as {fmt} to {out_path}/ ...", err=True)
+    _say(quiet, f"exporting the detector's stages as {fmt} to {out_path}/ ...")
     results = export_detector(fmt, out_path, faces=crops, calibrate=fmt == "tflite-int8")
     report = {
         "format": fmt,
@@ -116,6 +117,11 @@ def _export_detector(fmt, out_path, calibration, faces, max_faces, as_json):
         shutil.rmtree(out_path, ignore_errors=True)
         raise CliError(f"export refused, parity below bounds for {', '.join(bad)}; {out_path} removed")
     emit(report, as_json, _detector_text)
+
+
+def _say(quiet: bool, message: str) -> None:
+    if not quiet:
+        click.echo(message, err=True)
 
 
 def _detector_text(r: dict) -> str:

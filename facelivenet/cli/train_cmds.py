@@ -85,7 +85,9 @@ _verification_loss = _apply([
                  help="Weight of the triplet/center term."),
     click.option("--beta", type=float, default=10.0, show_default=True, help="ICPR margin."),
     click.option("--theta", type=float, default=0.5, show_default=True, help="ICPR weight of D_psi."),
-    click.option("--margin", type=float, default=1.0, show_default=True, help="FaceLiveNet+ margin beta0."),
+    click.option("--triplet-margin", "margin", type=float, default=1.0, show_default=True,
+                 help="FaceLiveNet+ triplet margin beta0 (a loss margin; --margin of align and calibrate is "
+                      "the crop's margin in pixels)."),
     click.option("--center-rate", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
                  help="gamma of the center update c <- c - gamma * mean(c - x) (ICPR eq. 6-7)."),
     click.option("--head-scale", "head_scale", type=click.FloatRange(min=0, min_open=True), default=30.0,

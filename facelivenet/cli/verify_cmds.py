@@ -81,6 +81,10 @@ def load_reference(model, gallery_path, identity, ref_image) -> tuple[np.ndarray
 @click.option("--token", help="Signed single-use challenge token (from `facelivenet challenge`).")
 @click.option("--challenge", "challenge_spec",
               help="Explicit challenge instead of a token, e.g. happy or happy,surprise (one-off checks).")
+@click.option("--expressions", default=None,
+              help="Draw a random challenge (with `secrets`) from these expressions instead, e.g. happy,surprise.")
+@click.option("--length", type=click.IntRange(1, 8), default=None,
+              help="With --expressions: number of expressions of the random challenge (default 1).")
 @click.option("--key-file", type=click.Path(dir_okay=False), help="Token signing key (default: the config directory's).")
 @click.option("--nonce-db", type=click.Path(dir_okay=False),
               help="SQLite database of used tokens (default: the config directory's).")
@@ -97,7 +101,8 @@ def load_reference(model, gallery_path, identity, ref_image) -> tuple[np.ndarray
 @detect_size_option
 @json_option
 @quiet_option
-def verify_video(clip, model_path, gallery_path, identity, ref_image, token, challenge_spec, key_file, nonce_db,
+def verify_video(clip, model_path, gallery_path, identity, ref_image, token, challenge_spec, expressions, length,
+                 key_file, nonce_db,
                  stride, time_limit, annotate, timeline, with_trace, audit_dir, threshold, expression_threshold,
                  detect_size, as_json, quiet):
     """Authenticate CLIP: the enrolled person goes from Neutral to the challenged expression(s).
@@ -122,8 +127,17 @@ def verify_video(clip, model_path, gallery_path, identity, ref_image, token, cha
         from facelivenet.auth.audit import prepare_audit_dir
 
         prepare_audit_dir(audit_dir)  # before the long run
-    if (token is None) == (challenge_spec is None):
-        raise CliError("give the challenge: --token T (from `facelivenet challenge`) or --challenge happy[,surprise]")
+    if length is not None and expressions is None:
+        raise CliError("--length is for a random challenge drawn from --expressions")
+    if sum(x is not None for x in (token, challenge_spec, expressions)) != 1:
+        raise CliError("give the challenge: --token T (from `facelivenet challenge`), --challenge happy[,surprise] "
+                       "or --expressions happy,surprise [--length N] for a random one")
+    if expressions is not None:
+        from facelivenet.auth.challenge import issue_challenge, parse_expression_list
+
+        challenge_spec = ",".join(issue_challenge(parse_expression_list(expressions), length or 1).expressions)
+        if not quiet:
+            click.echo(f"challenge: neutral, then {challenge_spec.replace(',', ', then ')}", err=True)
     model = load_model(model_path)
     settings = challenge_settings(model, time_limit=time_limit, threshold=threshold,
                                   expression_threshold=expression_threshold)
@@ -264,6 +278,8 @@ def write_annotated(path, clip, result, decision, settings, stride) -> str:
               help="Expressions the random challenge is drawn from.")
 @click.option("--length", type=click.IntRange(1, 8), default=1, show_default=True,
               help="Number of expressions to perform, in order, after Neutral.")
+@click.option("--challenge", "challenge_spec", default=None,
+              help="A fixed challenge instead of a random one, e.g. happy or happy,surprise.")
 @click.option("--time-limit", type=click.FloatRange(0, min_open=True), default=None,
               help="Seconds to answer the challenge (default 15).")
 @click.option("--device", type=click.Choice(["CPU", "GPU"], case_sensitive=False), default="CPU", show_default=True,
@@ -273,17 +289,22 @@ def write_annotated(path, clip, result, decision, settings, stride) -> str:
                    "line is the decision, in verify-video's contract.")
 @threshold_options
 @detect_size_option
-def realtime(source, model_path, gallery_path, identity, ref_image, expressions, length, time_limit, device,
-             headless, threshold, expression_threshold, detect_size):
+@json_option
+@quiet_option
+def realtime(source, model_path, gallery_path, identity, ref_image, expressions, length, challenge_spec, time_limit,
+             device, headless, threshold, expression_threshold, detect_size, as_json, quiet):
     """Live authentication: issue a random challenge and watch the camera until it is answered.
 
     The window shows the prompt and a countdown, the face box (green when the
     identity matches), expression bars and finally ACCEPT or REJECT; press q to quit.
+    With --json the decision (verify-video's contract) is printed on stdout at the end;
+    with --headless every event is a JSON line anyway, the last one the decision.
     Exit code 0 = accept, 1 = reject, 2 = error.
     """
     import json
 
     from facelivenet.api import load_model
+    from facelivenet.auth.offline import parse_challenge_sequence
     from facelivenet.auth.analyzer import FrameAnalyzer
     from facelivenet.auth.challenge import parse_expression_list
     from facelivenet.auth.realtime import Window, display_available, run_live
@@ -292,6 +313,7 @@ def realtime(source, model_path, gallery_path, identity, ref_image, expressions,
 
     where = select_device(device)
     choices = parse_expression_list(expressions)
+    sequence = parse_challenge_sequence(challenge_spec) if challenge_spec else None
     model = load_model(model_path)
     settings = challenge_settings(model, time_limit=time_limit, threshold=threshold,
                                   expression_threshold=expression_threshold)
@@ -307,18 +329,23 @@ def realtime(source, model_path, gallery_path, identity, ref_image, expressions,
         except Exception as exc:  # OpenCV without GUI support, or no display
             raise CliError(f"cannot open a window ({str(exc).splitlines()[0][:120]}); use --headless") from None
 
+    final = {}
+
     def on_event(event):
+        if event["event"] == "decision":
+            final.update(event)
         if headless:
             click.echo(json.dumps(event, default=str))
-        elif event["event"] == "challenge":
+        elif event["event"] == "challenge" and not quiet:
             click.echo(f"challenge: {event['prompt']} (device {where})", err=True)
 
     with src:
-        decision = run_live(src, analyzer, reference, settings, choices=choices, length=length,
+        decision = run_live(src, analyzer, reference, settings, choices=choices, length=length, sequence=sequence,
                             on_event=on_event, window=window, reference_info=ref_info, source_name=str(source),
                             fps=src.info.fps or None)
     if not headless:
         from facelivenet.auth.decision import format_decision
 
-        click.echo(format_decision(decision))
+        report = {k: v for k, v in final.items() if k not in ("event", "t")}
+        emit(report, as_json, lambda _: format_decision(decision))
     sys.exit(EXIT_OK if decision.accepted else EXIT_REJECT)
