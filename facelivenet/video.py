@@ -48,7 +48,7 @@ class VideoInfo:
 def _quiet_opencv() -> None:
     """Keep OpenCV's own warnings (e.g. a backend refusing a file) off stderr."""
     try:
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     except AttributeError:  # builds without the logging utilities
         pass
 
@@ -84,6 +84,8 @@ class VideoSource:
             name = str(path)
             self._cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
         if not self._cap.isOpened():
+            if isinstance(src, int) or (isinstance(src, str) and src.isdigit()):
+                raise VideoReadError(f"{name}: cannot open the camera (no such device, in use, or no permission)")
             raise VideoReadError(f"{name}: cannot open as a video (corrupt, truncated or not a video)")
         fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
         count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)

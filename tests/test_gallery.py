@@ -350,3 +350,30 @@ def test_cli_gallery_errors_exit_2(tmp_path, tiny_model_path):
         assert r.exit_code == 2, (args, r.output)
         assert len(r.output.strip().splitlines()) == 1 and "Traceback" not in r.output
     assert not (tmp_path / "g.json").exists()
+
+
+def test_faces_of_one_name_must_match_each_other():
+    from facelivenet.auth.gallery import check_same_person
+    from facelivenet.errors import GalleryError
+
+    a = np.array([1.0, 0.0, 0.0], np.float32)
+    b = np.array([0.8, 0.6, 0.0], np.float32)  # squared distance to a: 0.04 + 0.36 = 0.4
+    c = np.array([0.0, 0.0, 1.0], np.float32)  # to a: 2.0
+    check_same_person(np.stack([a, b]), ["a.jpg", "b.jpg"], 1.0, "alice")
+    with pytest.raises(GalleryError, match=r"a.jpg - c.jpg: 2.00.*--force"):
+        check_same_person(np.stack([a, b, c]), ["a.jpg", "b.jpg", "c.jpg"], 1.0, "alice")
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_enroll_refuses_two_people_under_one_name(runner, tmp_path):
+    from conftest import shared_data
+    from facelivenet.cli import cli
+
+    obama, biden = shared_data("photos", "obama.jpg"), shared_data("photos", "biden.jpg")
+    g = tmp_path / "g.json"
+    res = runner.invoke(cli, ["enroll", "mix", str(obama), str(biden), "--gallery", str(g)])
+    assert res.exit_code == 2 and "do not all match" in res.stderr and "biden.jpg" in res.stderr
+    assert not g.exists()
+    res = runner.invoke(cli, ["enroll", "mix", str(obama), str(biden), "--gallery", str(g), "--force"])
+    assert res.exit_code == 0, res.output

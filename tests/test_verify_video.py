@@ -518,3 +518,13 @@ def test_one_challenge_vocabulary_in_verify_video_and_realtime(tiny_model_path, 
     events = [json.loads(line) for line in res.stdout.splitlines()]
     assert events[0]["expressions"] == ["surprise", "happy"] and events[-1]["challenge"]["expressions"] == [
         "surprise", "happy"]
+
+
+def test_a_camera_that_cannot_be_opened_is_one_line(tiny_model_path, tmp_path, capfd):
+    ref = tmp_path / "ref.png"
+    cv2.imwrite(str(ref), cv2.cvtColor(_face_frame(), cv2.COLOR_RGB2BGR))
+    res = _runner().invoke(cli, ["realtime", "--source", "7", "--model", str(tiny_model_path), "--ref", str(ref),
+                                 "--headless"])
+    assert res.exit_code == 2
+    assert res.stderr.strip() == "Error: camera 7: cannot open the camera (no such device, in use, or no permission)"
+    assert "cap_" not in capfd.readouterr().err  # nor OpenCV's own line on the real stderr

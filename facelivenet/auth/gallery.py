@@ -443,18 +443,48 @@ def open_gallery(path: str | os.PathLike, model: Any, *, create: bool = False) -
     return gallery
 
 
+def check_same_person(embeddings: np.ndarray, sources: Sequence[str], threshold: float, name: str) -> None:
+    """Refuse faces of one name that do not match each other (a photo of someone else).
+
+    Raises :class:`GalleryError` naming the most distant pair and its distance when
+    any two of ``embeddings`` are further apart than ``threshold`` (squared L2).
+    """
+    if len(embeddings) < 2:
+        return
+    e = np.asarray(embeddings, np.float32)
+    d = ((e[:, None, :] - e[None, :, :]) ** 2).sum(-1)
+    i, j = np.unravel_index(int(np.argmax(d)), d.shape)
+    if d[i, j] > threshold:
+        far = [f"{sources[a]} - {sources[b]}: {d[a, b]:.2f}" for a, b in zip(*np.triu_indices(len(e), 1))
+               if d[a, b] > threshold]
+        raise GalleryError(
+            f"the faces given for {name} do not all match each other (squared L2 above the threshold "
+            f"{threshold:.2f}: {'; '.join(far[:5])}{'; ...' if len(far) > 5 else ''}); "
+            "enrol one person per name, or --force")
+
+
 def enroll(gallery_path: str | os.PathLike, name: str, images: Sequence[str | os.PathLike],
-           model: Any, *, cropper: FaceCropper = whole_image, replace: bool = False) -> EnrollmentResult:
+           model: Any, *, cropper: FaceCropper = whole_image, replace: bool = False,
+           force: bool = False) -> EnrollmentResult:
     """Add the faces of ``images`` to identity ``name`` in the gallery file (created if missing).
 
     Everything is checked (gallery, model, every image) before the file is written,
     and it is written atomically, so a failure leaves the previous gallery intact.
+    The new faces must match each other and the faces already enrolled under ``name``
+    (within the model's verification threshold) unless ``force``.
     """
     name = validate_name(name)
     p = Path(gallery_path)
     created = not p.exists()
     gallery = open_gallery(p, model, create=True)
     emb = embed_faces(model, images, cropper)
+    if not force:
+        known = gallery.get(name) if (name in gallery.names() and not replace) else None
+        both = emb if known is None else np.concatenate([known.embeddings, emb])
+        old = [] if known is None else (list(known.sources) if len(known.sources) == len(known.embeddings)
+                                        else [f"{name} (enrolled #{k + 1})" for k in range(len(known.embeddings))])
+        sources = old + [str(i) for i in images]
+        check_same_person(both, sources, float(model.config.verification_threshold), name)
     identity = gallery.add(name, emb, [str(i) for i in images], replace=replace)
     gallery.save(p)
     return EnrollmentResult(p, name, int(emb.shape[0]), int(identity.embeddings.shape[0]), len(gallery),

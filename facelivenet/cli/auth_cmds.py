@@ -66,12 +66,16 @@ def challenge(expressions, length, ttl, key_file, model_path, as_json, quiet):
 @click.option("--replace", is_flag=True, help="Replace NAME's embeddings instead of adding to them.")
 @click.option("--cropped", is_flag=True,
               help="The images are already face crops: use them whole instead of detecting the face.")
+@click.option("--force", is_flag=True,
+              help="Enrol even if the faces do not match each other (or NAME's enrolled faces).")
 @json_option
-def enroll(name, images, gallery_path, model_path, replace, cropped, as_json):
+def enroll(name, images, gallery_path, model_path, replace, cropped, force, as_json):
     """Enrol NAME from photos into a gallery (embeddings only, never the images).
 
     Each IMAGE must show exactly one face: it is detected and aligned as the model
-    expects (with --cropped, each image is taken as a face crop). The gallery
+    expects (with --cropped, each image is taken as a face crop). Faces of one NAME
+    that do not match each other are refused (exit 2, with the distances) unless
+    --force. The gallery
     remembers the model's fingerprint and is refused by any other model.
     """
     from facelivenet.api import load_model
@@ -80,7 +84,7 @@ def enroll(name, images, gallery_path, model_path, replace, cropped, as_json):
 
     model = load_model(model_path)
     cropper = whole_image if cropped else DetectorCropper.for_model(model.config)
-    result = enroll_images(gallery_path, name, images, model, cropper=cropper, replace=replace)
+    result = enroll_images(gallery_path, name, images, model, cropper=cropper, replace=replace, force=force)
     emit(result.to_dict(), as_json, lambda d: (
         f"enrolled {d['name']}: {d['added']} face(s) added, {d['total']} in total; "
         f"{d['identities']} identit{'y' if d['identities'] == 1 else 'ies'} in {d['gallery']}"
