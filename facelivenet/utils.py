@@ -6,7 +6,7 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -98,3 +98,34 @@ def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
     """``np.save`` to ``path`` atomically."""
     with atomic_path(path, suffix=".npy") as tmp:
         np.save(tmp, array)
+
+
+def check_output_path(path: str | os.PathLike, inputs: Sequence[str | os.PathLike | None] = (),
+                      what: str = "output") -> Path:
+    """``path`` as a Path if a file can be written there: its folder exists (or can be
+    made) and is writable, it is not a directory, and it is none of ``inputs`` (by
+    inode, so a link or another spelling of an input is caught). Checked before any
+    long work, so a bad output path never costs an analysis or a spent token.
+
+    Raises:
+        InputError: naming the path and the problem.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{p}: is a directory; the {what} must be a file")
+    for src in inputs:
+        if src is None:
+            continue
+        try:
+            if p.exists() and os.path.samefile(p, src):
+                raise InputError(f"{p}: is an input ({src}); the {what} would overwrite it")
+        except OSError:
+            pass
+    parent = p.parent if str(p.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{parent}: cannot create the folder for the {what} ({exc.strerror or exc})") from None
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"{parent}: not writable; cannot write the {what} {p.name} there")
+    return p

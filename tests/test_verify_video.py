@@ -1,6 +1,7 @@
 """Video reading, the frame analyser and verify-video (offline challenge-response)."""
 
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -528,3 +529,33 @@ def test_a_camera_that_cannot_be_opened_is_one_line(tiny_model_path, tmp_path, c
     assert res.exit_code == 2
     assert res.stderr.strip() == "Error: camera 7: cannot open the camera (no such device, in use, or no permission)"
     assert "cap_" not in capfd.readouterr().err  # nor OpenCV's own line on the real stderr
+
+
+def test_output_paths_are_checked_before_any_work(tiny_model_path, face_clip, tmp_path):
+    ref = tmp_path / "ref.png"
+    cv2.imwrite(str(ref), cv2.cvtColor(_face_frame(), cv2.COLOR_RGB2BGR))
+    before = face_clip.read_bytes()
+    base = ["verify-video", str(face_clip), "--model", str(tiny_model_path), "--ref", str(ref), "--challenge", "happy"]
+    link = tmp_path / "same.mp4"
+    link.symlink_to(face_clip)
+    res = _runner().invoke(cli, base + ["--annotate", str(link)])
+    assert res.exit_code == 2 and "would overwrite it" in res.stderr
+    res = _runner().invoke(cli, base + ["--timeline", str(ref.with_suffix(".png"))])
+    assert res.exit_code == 2 and "is an input" in res.stderr
+    assert face_clip.read_bytes() == before
+
+
+def test_an_unwritable_output_folder_is_refused_first(tiny_model_path, face_clip, tmp_path):
+    ref = tmp_path / "ref.png"
+    cv2.imwrite(str(ref), cv2.cvtColor(_face_frame(), cv2.COLOR_RGB2BGR))
+    base = ["verify-video", str(face_clip), "--model", str(tiny_model_path), "--ref", str(ref), "--challenge", "happy"]
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        if os.access(ro, os.W_OK):
+            pytest.skip("root writes anywhere")
+        res = _runner().invoke(cli, base + ["--annotate", str(ro / "a.mp4")])
+        assert res.exit_code == 2 and "not writable" in res.stderr
+    finally:
+        ro.chmod(0o700)

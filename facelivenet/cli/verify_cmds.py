@@ -123,10 +123,16 @@ def verify_video(clip, model_path, gallery_path, identity, ref_image, token, cha
     for out, ext in ((annotate, ".mp4"), (timeline, ".png")):
         if out and Path(out).suffix.lower() != ext:
             raise CliError(f"{out}: must be a {ext} file")
+    from facelivenet.utils import check_output_path
+
+    # Every output is checked before the model loads, the token is looked at or a frame analysed.
+    for out, what in ((annotate, "annotated clip"), (timeline, "timeline")):
+        if out:
+            check_output_path(out, (clip, ref_image, gallery_path), what)
     if audit_dir:
         from facelivenet.auth.audit import prepare_audit_dir
 
-        prepare_audit_dir(audit_dir)  # before the long run
+        prepare_audit_dir(audit_dir)
     if length is not None and expressions is None:
         raise CliError("--length is for a random challenge drawn from --expressions")
     if sum(x is not None for x in (token, challenge_spec, expressions)) != 1:
