@@ -382,3 +382,25 @@ def test_cli_challenge_open_key_file_exit_2(tmp_path):
     r = CliRunner().invoke(_cli(), ["challenge", "--key-file", str(p)])
     assert r.exit_code == 2 and "chmod 600" in r.output
     assert len(r.output.strip().splitlines()) == 1
+
+
+def test_key_files_must_be_small_private_regular_files(tmp_path):
+    fifo = tmp_path / "fifo.key"
+    os.mkfifo(fifo)
+    with pytest.raises(TokenError, match="not a regular file"):
+        load_key(fifo)  # refused at once, never opened (a read would block forever)
+    big = tmp_path / "big.key"
+    big.write_text("ab" * 100_000)
+    big.chmod(0o600)
+    with pytest.raises(TokenError, match="at most 4096 bytes"):
+        load_key(big)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    k = shared / "k.key"
+    k.write_text("ab" * 32)
+    k.chmod(0o600)
+    with pytest.raises(TokenError, match="writable by everyone"):
+        load_key(k)
+    shared.chmod(0o1777)  # sticky, like /tmp: others cannot replace the file
+    assert load_key(k) == bytes.fromhex("ab" * 32)

@@ -59,6 +59,10 @@ _NONCE_RE = re.compile(r"^[0-9a-f]{%d}$" % (2 * NONCE_BYTES))
 _KEYS = {"v", "nonce", "expressions", "issued", "expiry"}
 
 
+#: Largest key file read (a key is 32+ bytes as hex; anything far bigger is not a key).
+MAX_KEY_FILE_BYTES = 4096
+
+
 def default_key_path() -> Path:
     return config_dir() / KEY_FILE_NAME
 
@@ -83,11 +87,21 @@ def load_key(path: str | os.PathLike | None = None, *, create: bool = True) -> b
         _create_key(p)
     try:
         st = p.stat()
+        if not stat.S_ISREG(st.st_mode):  # a FIFO would block the read forever
+            raise TokenError(f"{p}: not a regular file; a key file is a plain file of hex digits")
+        if st.st_size > MAX_KEY_FILE_BYTES:
+            raise TokenError(f"{p}: {st.st_size:,} bytes; a key file holds at most {MAX_KEY_FILE_BYTES} bytes")
         if os.name == "posix" and st.st_mode & 0o077:
             raise TokenError(
                 f"{p}: key file is accessible by group or others (mode "
                 f"{stat.S_IMODE(st.st_mode):04o}); run: chmod 600 {p}"
             )
+        if os.name == "posix" and st.st_uid != os.geteuid():
+            raise TokenError(f"{p}: key file belongs to another user (uid {st.st_uid}); use a key of your own")
+        parent = p.resolve().parent.stat()
+        if os.name == "posix" and parent.st_mode & 0o002 and not parent.st_mode & stat.S_ISVTX:
+            raise TokenError(f"{p.parent}: the key file's folder is writable by everyone; others could replace "
+                             "the key: move it to a private folder")
         text = p.read_text(encoding="ascii").strip()
     except TokenError:
         raise
