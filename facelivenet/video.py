@@ -53,6 +53,22 @@ def _quiet_opencv() -> None:
         pass
 
 
+#: Frames counted at most when a clip's header has no frame count.
+MAX_COUNTED_FRAMES = 100_000
+
+
+def _count_frames(path: str) -> int:
+    """Frames of a clip whose header has no count, by grabbing through it (no decoding to RGB)."""
+    cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
+    n = 0
+    try:
+        while n < MAX_COUNTED_FRAMES and cap.grab():
+            n += 1
+    finally:
+        cap.release()
+    return n
+
+
 class VideoSource:
     """Iterate the frames of a video file, a camera index or a stream URL.
 
@@ -94,6 +110,11 @@ class VideoSource:
             self._cap.release()
             raise VideoReadError(f"{name}: no decodable frames")
         self._first = first
+        if not live and count <= 0:  # no frame count in the header (a still image, a raw stream, some WebM)
+            count = _count_frames(str(path))
+        if not live and count < 2:
+            self._cap.release()
+            raise VideoReadError(f"{name}: a single image, not a video clip (give an MP4, WebM, AVI or MOV)")
         self.info = VideoInfo(
             source=name,
             fps=fps if 0 < fps < 1000 else 30.0,

@@ -559,3 +559,22 @@ def test_an_unwritable_output_folder_is_refused_first(tiny_model_path, face_clip
         assert res.exit_code == 2 and "not writable" in res.stderr
     finally:
         ro.chmod(0o700)
+
+
+def test_a_still_image_or_a_raw_stream_given_as_a_clip(tiny_model_path, tmp_path):
+    ref = tmp_path / "ref.png"
+    cv2.imwrite(str(ref), cv2.cvtColor(_face_frame(), cv2.COLOR_RGB2BGR))
+    base = ["--model", str(tiny_model_path), "--ref", str(ref), "--challenge", "happy", "-q"]
+    res = _runner().invoke(cli, ["verify-video", str(ref), *base])
+    assert res.exit_code == 2 and "a single image, not a video clip" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    # A raw MJPEG stream has no frame count in any header: its frames are counted.
+    mjpeg = tmp_path / "raw.mjpeg"
+    with open(mjpeg, "wb") as f:
+        for i in range(12):
+            f.write(cv2.imencode(".jpg", cv2.cvtColor(_face_frame(i % 3), cv2.COLOR_RGB2BGR))[1].tobytes())
+    info = VideoSource(mjpeg).info
+    assert info.frame_count == 12
+    res = _runner().invoke(cli, ["verify-video", str(mjpeg), *base, "--json"])
+    assert res.exit_code == 1, res.output
+    assert json.loads(res.stdout)["frames_analysed"] == 12
