@@ -69,3 +69,30 @@ def test_missing_inputs_fail_before_tensorflow_is_imported(args, fragment):
     code, output, tf, keras = json.loads(out.stdout.strip().splitlines()[-1])
     assert code == 2 and fragment in output and output.count("\n") == 1, output
     assert not tf and not keras
+
+
+def test_every_command_takes_json_and_quiet():
+    import click
+
+    from facelivenet.cli import cli
+
+    def commands(group, prefix=""):
+        for name, c in group.commands.items():
+            if isinstance(c, click.Group):
+                yield from commands(c, prefix + name + " ")
+            else:
+                yield prefix + name, c
+
+    missing = {name: [o for o in ("--json", "-q", "--quiet") if o not in {x for p in c.params for x in p.opts}]
+               for name, c in commands(cli)}
+    assert {k: v for k, v in missing.items() if v} == {}
+
+
+def test_train_commands_default_to_what_trains():
+    from click.testing import CliRunner
+
+    from facelivenet.cli import cli
+
+    for cmd in ("train-verification", "train-expression", "train-multitask"):
+        text = CliRunner().invoke(cli, [cmd, "--help"]).output
+        assert "[default: momentum]" in text, cmd

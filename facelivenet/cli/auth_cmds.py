@@ -6,7 +6,7 @@ import datetime as _dt
 
 import click
 
-from facelivenet.cli.common import CliError, InputFile, Command, emit, json_option, model_option, quiet_option
+from facelivenet.cli.common import quiet_accepted, CliError, InputFile, Command, emit, json_option, model_option, quiet_option
 
 
 def _utc(ts: float) -> str:
@@ -69,6 +69,7 @@ def challenge(expressions, length, ttl, key_file, model_path, as_json, quiet):
 @click.option("--force", is_flag=True,
               help="Enrol even if the faces do not match each other (or NAME's enrolled faces).")
 @json_option
+@quiet_accepted
 def enroll(name, images, gallery_path, model_path, replace, cropped, force, as_json):
     """Enrol NAME from photos into a gallery (embeddings only, never the images).
 
@@ -104,6 +105,7 @@ def _gallery_option(func):
 @gallery.command("list")
 @_gallery_option
 @json_option
+@quiet_accepted
 def gallery_list(gallery_path, as_json):
     """List the enrolled identities and the model the gallery belongs to."""
     from facelivenet.auth.gallery import Gallery
@@ -136,6 +138,7 @@ def _gallery_text(d: dict) -> str:
 @click.argument("name")
 @_gallery_option
 @json_option
+@quiet_accepted
 def gallery_remove(name, gallery_path, as_json):
     """Remove identity NAME from the gallery."""
     from facelivenet.auth.gallery import Gallery

@@ -143,6 +143,13 @@ def quiet_option(func: Callable) -> Callable:
     return click.option("--quiet", "-q", is_flag=True, help="No progress bars on stderr.")(func)
 
 
+def quiet_accepted(func: Callable) -> Callable:
+    """``--quiet`` on a command that shows no progress: accepted, so that every command
+    takes the same ``-q`` (scripts pass it everywhere)."""
+    return click.option("--quiet", "-q", is_flag=True, expose_value=False,
+                        help="Accepted for a uniform command line: this command shows no progress.")(func)
+
+
 def emit(result: Any, as_json: bool, human: Callable[[Any], str]) -> None:
     """Print ``result`` as JSON (stdout) or as the human summary ``human(result)``."""
     if as_json:

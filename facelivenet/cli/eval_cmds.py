@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from facelivenet.cli.common import (
+    quiet_accepted,
     CliError, Command, emit, json_option, model_option, progress, progress_bar, quiet_option,
 )
 
@@ -111,9 +112,9 @@ def evaluate_verification_cmd(pairs_path, images_dir, model_path, detect, max_pa
 @click.option("--epochs", type=click.IntRange(1), default=10, show_default=True, help="With --cv: epochs per fold.")
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True, help="With --cv.")
 @click.option("--steps-per-epoch", type=click.IntRange(1), default=None, help="With --cv: cap on steps per epoch.")
-@click.option("--lr", "learning_rate", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True,
+@click.option("--lr", "learning_rate", type=click.FloatRange(0, min_open=True), default=0.01, show_default=True,
               help="With --cv.")
-@click.option("--optimizer", default="adam", show_default=True, help="With --cv (see train-expression).")
+@click.option("--optimizer", default="momentum", show_default=True, help="With --cv (see train-expression).")
 @click.option("--preset", default="simple", show_default=True, help="With --cv --from-scratch.")
 @click.option("--image-size", type=click.IntRange(75), default=160, show_default=True, help="With --cv --from-scratch.")
 @click.option("--embedding-size", type=click.IntRange(1), default=128, show_default=True,
@@ -187,6 +188,7 @@ def evaluate_expression_cmd(data_dir, model_path, skip_unknown, only_classes, co
               help="Comma-separated required expressions (the papers': happy, surprise).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the choice of impostors and wrong expressions.")
 @json_option
+@quiet_accepted
 def make_auth_protocol_cmd(data_dir, subject_regex, out_path, required, seed, as_json):
     """Build the holistic authentication protocol's samples (the four cells of Table VI).
 

@@ -9,6 +9,7 @@ import click
 import numpy as np
 
 from facelivenet.cli.common import (
+    quiet_accepted,
     EXIT_OK, EXIT_REJECT, CliError, InputFile, Command, emit, json_option, model_option, progress, quiet_option,
 )
 from facelivenet.config import FER2013_CLASSES, PRESETS, STANDARDIZATIONS, ALIGNMENTS
@@ -18,6 +19,7 @@ from facelivenet.config import FER2013_CLASSES, PRESETS, STANDARDIZATIONS, ALIGN
 @click.argument("model_arg", metavar="[MODEL]", required=False, type=InputFile("model"))
 @model_option
 @json_option
+@quiet_accepted
 def info(model_arg, model_path, as_json):
     """Describe a model: architecture, parameters, classes, preprocessing, threshold.
 
@@ -107,6 +109,7 @@ def _analyze_text(d: dict) -> str:
 @click.option("--threshold", type=click.FloatRange(0, 4), default=None,
               help="Squared-L2 threshold (default: the model's calibrated one).")
 @json_option
+@quiet_accepted
 def compare(image_a, image_b, model_path, threshold, as_json):
     """Are the faces of two photos the same person? Exit 0 = same, 1 = not, 2 = error.
 
@@ -130,6 +133,7 @@ def compare(image_a, image_b, model_path, threshold, as_json):
               help="Squared-L2 threshold (default: the model's calibrated one).")
 @click.option("--top", type=click.IntRange(1), default=5, show_default=True, help="Candidates listed.")
 @json_option
+@quiet_accepted
 def identify(image, gallery_path, model_path, threshold, top, as_json):
     """Who is the one face of IMAGE among the gallery's identities? Exit 0 = found, 1 = nobody.
 
@@ -166,6 +170,7 @@ def identify(image, gallery_path, model_path, threshold, top, as_json):
 @click.option("--seed", type=int, default=None, help="Seed for the weight initialisation.")
 @click.option("--force", is_flag=True, help="Overwrite OUT if it exists.")
 @json_option
+@quiet_accepted
 def create_model(out, preset, width, embedding_size, image_size, classes, standardization, alignment,
                  dropout, seed, force, as_json):
     """Write a freshly initialised (untrained) model to OUT (.keras).
