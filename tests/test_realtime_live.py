@@ -88,3 +88,20 @@ def test_closing_the_window_cancels_with_its_reason():
                         choices=("surprise",), sequence=("surprise",), window=window)
     assert not decision.accepted and decision.codes == (ReasonCode.CANCELLED,)
     assert window.final_decision is decision
+
+
+def test_live_audit_images_of_each_step(tmp_path):
+    from PIL import Image
+
+    script = ["neutral"] * 10 + ["surprise"] * 10
+    frames = [Frame(f.index, f.timestamp, np.full((240, 320, 3), 10 * f.index, np.uint8)) for f in _frames(20)]
+    events = []
+    decision = run_live(frames, ScriptedAnalyzer(script), REF, ChallengeSettings(), choices=("surprise",),
+                        on_event=events.append, sequence=("surprise",), audit_dir=tmp_path / "audit")
+    assert decision.accepted
+    audit = events[-1]["audit"]
+    assert [f["phase"] for f in audit["frames"]] == ["neutral", "surprise"]
+    for f in audit["frames"]:
+        img = np.asarray(Image.open(f["path"]))
+        # The saved picture is that frame's own (its grey level encodes its index).
+        assert img.shape == (240, 320, 3) and int(img[5, 5, 0]) == 10 * f["frame"]

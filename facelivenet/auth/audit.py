@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Sequence
 
 import cv2
@@ -75,11 +76,15 @@ def prepare_audit_dir(directory: str | os.PathLike) -> Path:
     return d
 
 
-def write_audit(directory: str | os.PathLike, decision: Decision, clip: str | os.PathLike, *, stride: int = 1,
-                reference: tuple[np.ndarray, Sequence[float] | None] | None = None) -> dict[str, Any]:
+def write_audit(directory: str | os.PathLike, decision: Decision, clip: str | os.PathLike | None = None, *,
+                stride: int = 1, reference: tuple[np.ndarray, Sequence[float] | None] | None = None,
+                frames: dict[int, np.ndarray] | None = None) -> dict[str, Any]:
     """Write the audit images of ``decision`` on ``clip`` to ``directory``; what was written.
 
     Args:
+        clip: the clip the decision was made on (its frames are read back by index), or
+            None with ``frames``: the RGB images by frame index (the live mode keeps
+            the best frame of each step in memory: :class:`BestFrames`).
         reference: the reference photo (RGB) and its face box, when the reference was a
             photo (a gallery holds embeddings only: no reference image then).
 
@@ -99,7 +104,11 @@ def write_audit(directory: str | os.PathLike, decision: Decision, clip: str | os
     wanted = {b["frame"]: b for b in best_frames(decision)}
     if wanted:
         last = max(wanted)
-        for frame in VideoSource(clip, stride=stride):
+        if frames is not None:
+            source = [SimpleNamespace(index=i, image=frames[i]) for i in sorted(frames) if i in wanted]
+        else:
+            source = VideoSource(clip, stride=stride)
+        for frame in source:
             if frame.index in wanted:
                 b = wanted[frame.index]
                 name = f"step{b['step']}-{b['phase']}.png"
@@ -112,3 +121,23 @@ def write_audit(directory: str | os.PathLike, decision: Decision, clip: str | os
                 break
     result["frames"].sort(key=lambda b: b["step"])
     return result
+
+
+class BestFrames:
+    """Keeps, per step name, the image of the counted frame where its expression was most
+    probable so far (what :func:`write_audit` needs from a live stream)."""
+
+    def __init__(self) -> None:
+        self._best: dict[str, tuple[float, int, np.ndarray]] = {}
+
+    def observe(self, trace: Any, image: np.ndarray) -> None:
+        name = trace.counted_for
+        if name is None or not trace.expressions:
+            return
+        p = float(trace.expressions.get(name, 0.0))
+        if name not in self._best or p > self._best[name][0]:
+            self._best[name] = (p, trace.index, image.copy())
+
+    @property
+    def frames(self) -> dict[int, np.ndarray]:
+        return {index: image for _, index, image in self._best.values()}

@@ -82,7 +82,8 @@ def run_live(frames: Iterable[Frame], analyzer: FrameAnalyzer, reference: np.nda
              settings: ChallengeSettings, *, choices: Sequence[str], length: int = 1,
              on_event: Callable[[dict[str, Any]], None] = lambda e: None, window: Window | None = None,
              rng=None, sequence: Sequence[str] | None = None, reference_info: Any = None,
-             source_name: str | None = None, fps: float | None = None) -> Decision:
+             source_name: str | None = None, fps: float | None = None, audit_dir: Any = None,
+             reference_image: tuple[np.ndarray, Any] | None = None) -> Decision:
     """Issue a random challenge and run the engine on ``frames`` until it decides.
 
     With ``sequence`` the challenge is those expressions, in order, instead of a random
@@ -92,7 +93,10 @@ def run_live(frames: Iterable[Frame], analyzer: FrameAnalyzer, reference: np.nda
     state or awaited expression, with the frame's time), ``decision`` (once: the decision
     document of :func:`facelivenet.auth.decision.decision_report`, as ``verify-video
     --json`` gives it, with ``reference_info``, ``source_name`` as its ``clip``, the
-    source's ``fps`` and the measured processing rate).
+    source's ``fps`` and the measured processing rate). With ``audit_dir`` the audit
+    images (:mod:`facelivenet.auth.audit`: ``reference_image`` and the best frame of
+    each completed step, kept in memory as the stream goes) are written there and
+    listed in the decision's ``audit``.
     """
     import time
 
@@ -114,11 +118,19 @@ def run_live(frames: Iterable[Frame], analyzer: FrameAnalyzer, reference: np.nda
     last_frame = None
     cancelled = False
     pending = [first] if first is not None else []
+    best = None
+    if audit_dir is not None:
+        from facelivenet.auth.audit import BestFrames, prepare_audit_dir
+
+        prepare_audit_dir(audit_dir)
+        best = BestFrames()
     for frame in itertools.chain(pending, frames):
         now[0] = frame.timestamp
         last_frame = frame
         analysis = analyzer.analyze(frame.image)
         trace = engine.observe(analysis.observation(frame.timestamp, reference, frame.index))
+        if best is not None:
+            best.observe(trace, frame.image)
         if (trace.state, trace.awaiting) != last_state:
             last_state = (trace.state, trace.awaiting)
             on_event({"event": "state", "t": round(frame.timestamp, 3), "frame": frame.index,
@@ -137,9 +149,14 @@ def run_live(frames: Iterable[Frame], analyzer: FrameAnalyzer, reference: np.nda
     seconds = time.perf_counter() - started
     processing = {"frames_per_second": len(decision.trace) / seconds if seconds > 0 else None,
                   "total_seconds": seconds}
+    audit = None
+    if best is not None:
+        from facelivenet.auth.audit import write_audit
+
+        audit = write_audit(audit_dir, decision, reference=reference_image, frames=best.frames)
     on_event({"event": "decision", "t": round(now[0], 3),
               **decision_report(decision, frames_analysed=len(decision.trace), fps=fps, reference=reference_info,
-                                clip=source_name, processing=processing)})
+                                clip=source_name, processing=processing, audit=audit)})
     if window is not None:
         window.final(last_frame, decision)
     return decision

@@ -293,12 +293,14 @@ def write_annotated(path, clip, result, decision, settings, stride) -> str:
 @click.option("--headless", is_flag=True,
               help="No window: print one JSON line per state change on stdout (servers, tests); the last "
                    "line is the decision, in verify-video's contract.")
+@click.option("--audit", "audit_dir", type=click.Path(file_okay=False),
+              help="Write audit images here (the reference face, the best frame of each completed step).")
 @threshold_options
 @detect_size_option
 @json_option
 @quiet_option
 def realtime(source, model_path, gallery_path, identity, ref_image, expressions, length, challenge_spec, time_limit,
-             device, headless, threshold, expression_threshold, detect_size, as_json, quiet):
+             device, headless, audit_dir, threshold, expression_threshold, detect_size, as_json, quiet):
     """Live authentication: issue a random challenge and watch the camera until it is answered.
 
     The window shows the prompt and a countdown, the face box (green when the
@@ -325,6 +327,12 @@ def realtime(source, model_path, gallery_path, identity, ref_image, expressions,
                                   expression_threshold=expression_threshold)
     reference, ref_info = load_reference(model, gallery_path, identity, ref_image)
     analyzer = FrameAnalyzer(model, detect_max_side=detect_size or None)
+    ref_picture = None
+    if audit_dir and ref_image:
+        from facelivenet.facade import FaceAuth
+        from facelivenet.images import read_image
+
+        ref_picture = (read_image(ref_image), FaceAuth(model).embed(ref_image).face.box)
     src = VideoSource(source)
     window = None
     if not headless:
@@ -348,7 +356,7 @@ def realtime(source, model_path, gallery_path, identity, ref_image, expressions,
     with src:
         decision = run_live(src, analyzer, reference, settings, choices=choices, length=length, sequence=sequence,
                             on_event=on_event, window=window, reference_info=ref_info, source_name=str(source),
-                            fps=src.info.fps or None)
+                            fps=src.info.fps or None, audit_dir=audit_dir, reference_image=ref_picture)
     if not headless:
         from facelivenet.auth.decision import format_decision
 
