@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import shared_data
+from conftest import assert_contract, shared_data
 from facelivenet.cli import cli
 from facelivenet.errors import InputError
 
@@ -131,7 +131,13 @@ def test_authenticate_runs_the_offline_use_case_on_a_real_clip(auth, tmp_path):
     assert ok
     reference = frame[:, :, ::-1].copy()
     outcome = auth.authenticate(str(clip), reference, challenge="surprise")
-    assert outcome.frames_analysed == 216
+    # The analysis runs to the decision: the whole clip, or up to the deciding frame.
+    if outcome.clip.stopped_early:
+        assert outcome.frames_analysed == outcome.decision.decided_frame + 1 < 216
+    else:
+        assert outcome.frames_analysed == 216
+    report = assert_contract(outcome.report(reference={"ref": "first frame"}, clip=str(clip)))
+    assert report["decision"] == outcome.decision.decision and report["clip"] == str(clip)
     assert outcome.decision.challenge.expressions == ("surprise",)
     assert outcome.accepted == outcome.decision.accepted
     assert outcome.decision.codes or outcome.accepted               # a reject lists its reasons

@@ -161,9 +161,9 @@ def identify(image, gallery_path, model_path, threshold, top, as_json):
               help="Filter-count multiplier (0.28 with simple ~ the ICPR paper's 1.3M parameters).")
 @click.option("--embedding-size", type=click.IntRange(1), default=128, show_default=True)
 @click.option("--image-size", type=click.IntRange(75), default=160, show_default=True)
-@click.option("--classes", default=",".join(sorted(FER2013_CLASSES)), show_default=True,
+@click.option("--classes", default=",".join(FER2013_CLASSES), show_default=True,
               help="Comma-separated expression class names, in logit order (default: the shipped model's, "
-                   "the sorted class folders the train commands read).")
+                   "FER2013's label order).")
 @click.option("--standardization", type=click.Choice(STANDARDIZATIONS), default="fixed", show_default=True)
 @click.option("--alignment", type=click.Choice(ALIGNMENTS), default="crop", show_default=True)
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.5, show_default=True)
