@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from facelivenet.auth.challenge import Decision
+from facelivenet.auth.decision import phase_frames
 from facelivenet.errors import InputError
 
 REFERENCE_PNG = "reference.png"
@@ -28,8 +29,7 @@ def best_frames(decision: Decision) -> list[dict[str, Any]]:
     for p in decision.phases:
         if not p.complete:
             continue
-        counted = [t for t in decision.trace if t.counted_for == p.name and p.first_frame <= t.index <= p.last_frame
-                   and t.expressions]
+        counted = phase_frames(decision, p)
         if not counted:
             continue
         best = max(counted, key=lambda t: t.expressions.get(p.name, 0.0))

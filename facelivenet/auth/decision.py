@@ -79,6 +79,21 @@ def _step_thresholds(decision: Decision) -> dict[str, float]:
     return out
 
 
+def phase_frames(decision: Decision, phase: Any) -> list[Any]:
+    """The trace entries that counted for ``phase`` (a :class:`PhaseRecord`), with expressions."""
+    return [t for t in decision.trace
+            if t.counted_for == phase.name and phase.first_frame <= t.index <= phase.last_frame and t.expressions]
+
+
+def identity_score(distance: float | None, threshold: float) -> float | None:
+    """1 - d / (2 t) clipped to [0, 1]: 0.5 on the threshold, 1 at distance 0 (None without a face)."""
+    if distance is None:
+        return None
+    if threshold <= 0:
+        return 1.0 if distance == 0 else 0.0
+    return min(1.0, max(0.0, 1.0 - distance / (2.0 * threshold)))
+
+
 def expression_margins(decision: Decision) -> dict[str, float]:
     """Per completed step: lowest probability of its expression on its counted frames minus
     its threshold (the step name → margin; a step asked twice keeps its lowest)."""
@@ -87,8 +102,7 @@ def expression_margins(decision: Decision) -> dict[str, float]:
     for p in decision.phases:
         if not p.complete:
             continue
-        probs = [t.expressions.get(p.name, 0.0) for t in decision.trace
-                 if t.counted_for == p.name and p.first_frame <= t.index <= p.last_frame and t.expressions]
+        probs = [t.expressions.get(p.name, 0.0) for t in phase_frames(decision, p)]
         if probs:
             m = min(probs) - thresholds.get(p.name, decision.settings.expression_threshold)
             out[p.name] = min(m, out.get(p.name, m))
@@ -109,8 +123,7 @@ def decision_scores(decision: Decision) -> dict[str, Any]:
     """``score``, ``scores`` (identity, liveness) and ``margins`` of a decision (see the module)."""
     thr = decision.settings.identity_threshold
     distance = _identity_distance(decision)
-    identity = None if distance is None else min(1.0, max(0.0, 1.0 - distance / (2.0 * thr))) if thr > 0 else (
-        1.0 if distance == 0 else 0.0)
+    identity = identity_score(distance, thr)
     margins_expr = expression_margins(decision)
     steps = 1 + (len(decision.challenge.expressions) if decision.challenge else 0)
     if set(decision.codes) & RULE_REASONS:
