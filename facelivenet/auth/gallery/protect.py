@@ -124,9 +124,9 @@ def _aad(header: dict[str, Any]) -> bytes:
 
 def seal(document: bytes, key: GalleryKey) -> bytes:
     """The protected file's bytes for the gallery ``document`` (JSON bytes)."""
+    nonce = secrets.token_bytes(NONCE_BYTES)  # random 96-bit nonce, fresh for every save
     header = {"format": GALLERY_FORMAT, "version": GALLERY_VERSION, "cipher": CIPHER,
-              "key_id": key.key_id, "nonce": _b64(secrets.token_bytes(NONCE_BYTES))}
-    nonce = _unb64(header["nonce"], "nonce", "<new>")
+              "key_id": key.key_id, "nonce": _b64(nonce)}
     data = key.aead().encrypt(nonce, document, _aad(header))
     return (json.dumps({**header, "data": _b64(data)}, separators=(",", ":")) + "\n").encode("ascii")
 
