@@ -65,7 +65,7 @@ def test_bound_token_carries_identity_template_model_and_key_id():
     (None, ReasonCode.TOKEN_IDENTITY_MISMATCH),                                # the verifier said nothing
     (TokenBinding.for_reference(MODEL, "alice", BOB), ReasonCode.TOKEN_GALLERY_MISMATCH),  # swapped template
     (TokenBinding.for_reference(MODEL, "alice", ALICE[:1]), ReasonCode.TOKEN_GALLERY_MISMATCH),  # other gallery
-    (TokenBinding.for_reference(OTHER_MODEL, "alice", ALICE), ReasonCode.TOKEN_GALLERY_MISMATCH),
+    (TokenBinding.for_reference(OTHER_MODEL, "alice", ALICE), ReasonCode.TOKEN_MODEL_MISMATCH),  # model first
     (TokenBinding("alice", ALICE_BINDING.gallery, OTHER_MODEL), ReasonCode.TOKEN_MODEL_MISMATCH),
 ])
 def test_token_for_another_session_is_refused(binding, code):

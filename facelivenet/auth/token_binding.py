@@ -80,14 +80,14 @@ def binding_reason(claims: Any, binding: TokenBinding | None) -> Reason | None:
         return Reason(ReasonCode.TOKEN_IDENTITY_MISMATCH,
                       f"the challenge token was issued for identity {claims.identity!r}, but the clip is "
                       f"checked against {whom}")
-    if claims.gallery is not None and not _same(claims.gallery, b.gallery):
-        return Reason(ReasonCode.TOKEN_GALLERY_MISMATCH,
-                      f"the challenge token was issued for another enrolment of {claims.identity!r} (its "
-                      "template in the gallery differs: another gallery, or the gallery changed)")
     if claims.model is not None and not _same(claims.model, b.model):
         return Reason(ReasonCode.TOKEN_MODEL_MISMATCH,
                       f"the challenge token was issued for model {claims.model[:19]}…, not the model in use"
                       + (f" ({b.model[:19]}…)" if b.model else ""))
+    if claims.gallery is not None and not _same(claims.gallery, b.gallery):
+        return Reason(ReasonCode.TOKEN_GALLERY_MISMATCH,
+                      f"the challenge token was issued for another enrolment of {claims.identity!r} (its "
+                      "template in the gallery differs: another gallery, or the gallery changed)")
     return None
 
 
