@@ -180,6 +180,7 @@ class FaceAuth:
 
     def authenticate(self, clip: str | os.PathLike, reference: Any, *, challenge: str | Sequence[str] | None = None,
                      token: str | None = None, key: bytes | None = None, nonces: Any = None,
+                     identity: str | None = None, previous_keys: Sequence[bytes] = (),
                      settings: Any = None, threshold: float | None = None,
                      expression_threshold: float | None = None, stride: int = 1,
                      on_frames: Callable[[int], None] | None = None,
@@ -193,6 +194,11 @@ class FaceAuth:
             challenge: the expressions to show after Neutral (``"surprise"``,
                 ``"happy,surprise"``), or ``token`` (from ``facelivenet challenge``) with
                 its signing ``key`` and ``nonces`` store (single use).
+            identity: the enrolled name whose embeddings ``reference`` is: a token bound
+                to another identity, another enrolled template or another model is
+                refused (``token_identity_mismatch``, ``token_gallery_mismatch``,
+                ``token_model_mismatch``); None for a photo.
+            previous_keys: signing keys before a rotation (their tokens still verify).
             settings: :class:`~facelivenet.auth.challenge.ChallengeSettings` (default:
                 the model's thresholds).
             threshold, expression_threshold: override the identity threshold (squared
@@ -216,8 +222,26 @@ class FaceAuth:
             settings = settings.replace(expression_threshold=float(expression_threshold),
                                         neutral_threshold=float(expression_threshold))
         analyzer = FrameAnalyzer(self.model, self.path.detector, detect_max_side=detect_max_side)
-        return authenticate_clip(clip, analyzer, self.reference(reference), settings=settings, token=token,
-                                 challenge=challenge, key=key, nonces=nonces, stride=stride, on_frames=on_frames)
+        ref = self.reference(reference)
+        binding = None
+        if token is not None:
+            from facelivenet.auth.tokens import TokenBinding
+
+            if identity is not None and not (isinstance(reference, np.ndarray) and reference.dtype != np.uint8):
+                raise InputError(f"identity {identity!r} names enrolled embeddings; a photo is not one")
+            binding = TokenBinding.for_reference(self.fingerprint, identity, ref if identity is not None else None)
+        return authenticate_clip(clip, analyzer, ref, settings=settings, token=token,
+                                 challenge=challenge, key=key, nonces=nonces, stride=stride, on_frames=on_frames,
+                                 binding=binding, previous_keys=previous_keys)
+
+    @property
+    def fingerprint(self) -> str:
+        """The model's fingerprint (:func:`facelivenet.auth.gallery.model_fingerprint`), computed once."""
+        if getattr(self, "_fingerprint", None) is None:
+            from facelivenet.auth.gallery import model_fingerprint
+
+            self._fingerprint = model_fingerprint(self.model)
+        return self._fingerprint
 
 
 __all__ = ["FaceAuth", "FaceAnalysis", "Verification", "Identification"]

@@ -578,3 +578,35 @@ def test_a_still_image_or_a_raw_stream_given_as_a_clip(tiny_model_path, tmp_path
     res = _runner().invoke(cli, ["verify-video", str(mjpeg), *base, "--json"])
     assert res.exit_code == 1, res.output
     assert json.loads(res.stdout)["frames_analysed"] == 12
+
+
+def test_bound_token_refuses_another_identity_and_a_second_nonce_db(tiny_model_path, face_clip, tmp_path):
+    """challenge --identity binds the token: verify-video for someone else is a reject before any frame;
+    for the right identity the clip is analysed and the token spent, also for a fresh --nonce-db."""
+    face = tmp_path / "alice.png"
+    cv2.imwrite(str(face), cv2.imread(str(FACES / "astronaut_centre.png")))
+    other = tmp_path / "bob.png"
+    cv2.imwrite(str(other), cv2.imread(str(FACES / "astronaut_centre.png"))[::-1].copy())
+    gallery, key = tmp_path / "g.json", tmp_path / "keys" / "k.key"
+    for name, img in (("alice", face), ("bob", other)):
+        res = _runner().invoke(cli, ["enroll", name, str(img), "--gallery", str(gallery), "--cropped",
+                                     "--model", str(tiny_model_path), "--force"])
+        assert res.exit_code == 0, res.output
+    res = _runner().invoke(cli, ["challenge", "--identity", "alice", "--gallery", str(gallery), "--model",
+                                 str(tiny_model_path), "--key-file", str(key), "--expressions", "happy", "--json"])
+    assert res.exit_code == 0, res.output
+    issued = json.loads(res.stdout)
+    assert issued["identity"] == "alice" and issued["model"].startswith("sha256:") and issued["gallery"]
+    base = ["verify-video", str(face_clip), "--model", str(tiny_model_path), "--gallery", str(gallery),
+            "--token", issued["token"], "--key-file", str(key), "--json", "--quiet"]
+    res = _runner().invoke(cli, [*base, "--identity", "bob"])
+    assert res.exit_code == 1, res.output
+    report = assert_contract(json.loads(res.stdout))
+    assert [r["code"] for r in report["reasons"]] == ["token_identity_mismatch"] and report["frames_analysed"] == 0
+    res = _runner().invoke(cli, [*base, "--identity", "alice", "--nonce-db", str(tmp_path / "one.db")])
+    assert res.exit_code == 1, res.output  # a still photo fails liveness, but the token was accepted and spent
+    report = json.loads(res.stdout)
+    assert not any(r["code"].startswith("token_") for r in report["reasons"]) and report["frames_analysed"] > 0
+    res = _runner().invoke(cli, [*base, "--identity", "alice", "--nonce-db", str(tmp_path / "two.db")])
+    assert res.exit_code == 1 and [r["code"] for r in json.loads(res.stdout)["reasons"]] == ["token_reused"]
+    assert (key.parent / "k.key.used-nonces.sqlite3").is_file()

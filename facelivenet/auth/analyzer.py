@@ -65,6 +65,7 @@ class FrameAnalysis:
             self.classes,
             reference,
             index,
+            landmarks=[f.landmarks for f in self.faces],
         )
 
 

@@ -86,8 +86,11 @@ def load_reference(model, gallery_path, identity, ref_image) -> tuple[np.ndarray
 @click.option("--length", type=click.IntRange(1, 8), default=None,
               help="With --expressions: number of expressions of the random challenge (default 1).")
 @click.option("--key-file", type=click.Path(dir_okay=False), help="Token signing key (default: the config directory's).")
+@click.option("--previous-key-file", type=click.Path(dir_okay=False),
+              help="The signing key before a rotation: tokens it signed still verify until they expire.")
 @click.option("--nonce-db", type=click.Path(dir_okay=False),
-              help="SQLite database of used tokens (default: the config directory's).")
+              help="Another SQLite database of used tokens, checked as well as the one beside the key file "
+                   "(which always records the token).")
 @click.option("--stride", type=click.IntRange(1), default=1, show_default=True, help="Analyse every N-th frame.")
 @click.option("--time-limit", type=click.FloatRange(0, min_open=True), default=None,
               help="Seconds of clip within which the challenge must be answered (default 15).")
@@ -102,19 +105,22 @@ def load_reference(model, gallery_path, identity, ref_image) -> tuple[np.ndarray
 @json_option
 @quiet_option
 def verify_video(clip, model_path, gallery_path, identity, ref_image, token, challenge_spec, expressions, length,
-                 key_file, nonce_db,
+                 key_file, previous_key_file, nonce_db,
                  stride, time_limit, annotate, timeline, with_trace, audit_dir, threshold, expression_threshold,
                  detect_size, as_json, quiet):
     """Authenticate CLIP: the enrolled person goes from Neutral to the challenged expression(s).
 
     The identity must match the reference on the very frames that show Neutral and
-    each requested expression, with one face in view throughout. The decision
+    each requested expression (or head move), with one face in view throughout. A
+    --token bound to an identity (`challenge --identity`) is refused for another
+    identity, enrolment or model (token_identity_mismatch, token_gallery_mismatch,
+    token_model_mismatch); one signed by an unknown key is token_unknown_key. The decision
     carries a score in [0, 1] (>= 0.5 exactly on an accept) and the per-test margins.
     Exit code 0 = accept, 1 = reject (the reasons are listed), 2 = error.
     """
     from facelivenet.api import load_model
     from facelivenet.auth.decision import format_decision
-    from facelivenet.auth.nonces import NonceStore
+    from facelivenet.auth.nonces import key_nonce_stores
     from facelivenet.auth.offline import Authentication, prepare_offline_challenge
     from facelivenet.auth.tokens import load_key
     from facelivenet.facade import FaceAuth
@@ -147,12 +153,15 @@ def verify_video(clip, model_path, gallery_path, identity, ref_image, token, cha
     model = load_model(model_path)
     settings = challenge_settings(model, time_limit=time_limit, threshold=threshold,
                                   expression_threshold=expression_threshold)
-    nonces = NonceStore(nonce_db) if token else None
+    if (previous_key_file or nonce_db) and not token:
+        raise CliError("--previous-key-file and --nonce-db go with --token")
+    nonces = key_nonce_stores(key_file, nonce_db) if token else None
     key = load_key(key_file, create=False) if token else None
+    previous = (load_key(previous_key_file, create=False),) if previous_key_file else ()
     auth = FaceAuth(model)
-    # The token is checked before the reference and the clip are read.
+    # The token is checked before the reference and the clip are read (its binding once it is).
     precheck = prepare_offline_challenge(token=token, expressions=challenge_spec, settings=settings,
-                                         key=key, nonces=nonces)
+                                         key=key, nonces=nonces, check_binding=False, previous_keys=previous)
     if precheck.rejection is not None:
         rejected = Authentication(precheck.rejected_decision(settings), None, precheck.claims)
         emit(rejected.report(clip=clip), as_json, lambda d: format_decision(rejected.decision))
@@ -162,6 +171,7 @@ def verify_video(clip, model_path, gallery_path, identity, ref_image, token, cha
     total = VideoSource(clip).info.frame_count  # validates the clip before the long run
     with progress_bar((total + stride - 1) // stride, label="analysing frames", quiet=quiet) as bar:
         outcome = auth.authenticate(clip, reference, token=token, challenge=challenge_spec, key=key, nonces=nonces,
+                                    identity=identity if gallery_path else None, previous_keys=previous,
                                     settings=settings, stride=stride, on_frames=bar.update,
                                     detect_max_side=detect_size or None)
     decision, result = outcome.decision, outcome.clip

@@ -11,6 +11,7 @@ from facelivenet.auth.challenge.reasons import Reason, ReasonCode
 from facelivenet.auth.challenge.settings import Box, ChallengeSettings, Clock, NEUTRAL, _finite
 from facelivenet.auth.challenge.sequences import Challenge, check_expression_classes
 from facelivenet.auth.challenge.observations import FaceObservation, FrameObservation, same_track
+from facelivenet.auth.challenge.pose import Pose, is_move, median_pose, move_shown
 from facelivenet.auth.challenge.results import (
     ACCEPTED, AWAIT_EXPRESSION, AWAIT_NEUTRAL, REJECTED, WAITING, Decision, EngineStatus, FrameTrace, PhaseRecord,
 )
@@ -63,6 +64,8 @@ class ChallengeEngine:
         self._count = 0
         self._last_t = -math.inf
         self._verdict: tuple[bool, tuple[Reason, ...], float, int | None] | None = None
+        self._poses: dict[int, Pose | None] = {}  # pose of each counted Neutral frame, by index
+        self._baseline: Pose | None = None  # the frontal Neutral pose head moves are measured from
 
     # ----------------------------------------------------------------- public API
 
@@ -263,6 +266,10 @@ class ChallengeEngine:
                 return
 
     def _prob(self, face: FaceObservation, name: str, index: int) -> float:
+        if is_move(name):
+            return self._move_prob(face, name)
+        if name == NEUTRAL and self._step == 0:
+            self._poses[index] = face.pose
         try:
             p = face.expressions[name]
         except KeyError:
@@ -271,6 +278,17 @@ class ChallengeEngine:
                 f"(have {sorted(face.expressions)})"
             ) from None
         return float(p) if _finite(p) else 0.0
+
+    def _move_prob(self, face: FaceObservation, move: str) -> float:
+        """A head-move step as a probability: 1 when the pose passes the move's threshold
+        relative to the Neutral baseline (:func:`.pose.move_shown`), else 0."""
+        return 1.0 if move_shown(move, face.pose, self._baseline) else 0.0
+
+    def _set_baseline(self, frames: list[_Counted]) -> None:
+        """The frontal baseline: the median pose of the frames that completed Neutral."""
+        poses = [self._poses.get(c.index) for c in frames]
+        self._baseline = median_pose([p for p in poses if p is not None])
+        self._poses.clear()
 
     def _needed(self, step: int) -> int:
         s = self.settings
@@ -286,6 +304,8 @@ class ChallengeEngine:
                 and self._streak[-1].t - self._streak[0].t >= min_span)
 
     def _complete_step(self, t: float, index: int) -> None:
+        if self._step == 0:
+            self._set_baseline(self._streak)
         self._phases.append(self._phase_record(self._step, self._streak, complete=True))
         self._extend = list(self._streak)
         self._streak = []

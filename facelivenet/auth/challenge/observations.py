@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+from facelivenet.auth.challenge.pose import Pose
 from facelivenet.auth.challenge.settings import Box, ChallengeSettings
 
 
@@ -19,11 +20,14 @@ class FaceObservation:
             reference (the smallest over the reference's embeddings); ``None`` or NaN
             when unknown, which never matches.
         expressions: probability of each expression class, by name.
+        pose: the landmark yaw/pitch measures (:mod:`.pose`), for head-move steps;
+            None when unknown (a move is then never shown).
     """
 
     box: Box
     identity_distance: float | None
     expressions: Mapping[str, float]
+    pose: Pose | None = None
 
 
 @dataclass(frozen=True)

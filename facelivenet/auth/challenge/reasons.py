@@ -28,6 +28,12 @@ class ReasonCode:
     TOKEN_REUSED = "token_reused"
     TOKEN_NOT_YET_VALID = "token_not_yet_valid"
     TOKEN_MALFORMED = "token_malformed"
+    # Offline mode: a token signed by a key this verifier does not hold (a rotated key).
+    TOKEN_UNKNOWN_KEY = "token_unknown_key"
+    # Offline mode: a token bound to another identity, enrolled template or model.
+    TOKEN_IDENTITY_MISMATCH = "token_identity_mismatch"
+    TOKEN_GALLERY_MISMATCH = "token_gallery_mismatch"
+    TOKEN_MODEL_MISMATCH = "token_model_mismatch"
 
 
 @dataclass(frozen=True)
