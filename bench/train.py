@@ -27,7 +27,7 @@ from hw import layer_flops, matmul_peak  # noqa: E402  (bench/hw.py)
 
 from facelivenet.config import NetworkConfig  # noqa: E402
 from facelivenet.models.network import FaceLiveNet  # noqa: E402
-from facelivenet.train.config import VerificationLossConfig  # noqa: E402
+from facelivenet.train.options import VerificationLossConfig  # noqa: E402
 from facelivenet.train.distribute import precision_policy  # noqa: E402
 from facelivenet.train.loop import _make_step, make_optimizer  # noqa: E402
 from facelivenet.train.stages import VerificationStage  # noqa: E402

@@ -181,7 +181,7 @@ def test_teacher_key_changes_with_the_landmarks():
 
 def test_joint_config_refuses_center_losses():
     from facelivenet.errors import ConfigError
-    from facelivenet.train.config import JointConfig, VerificationLossConfig
+    from facelivenet.train.options import JointConfig, VerificationLossConfig
 
     with pytest.raises(ConfigError, match="none, arcface or cosface"):
         JointConfig(data="d", out="o.keras", loss=VerificationLossConfig(kind="center"))
@@ -190,7 +190,7 @@ def test_joint_config_refuses_center_losses():
 @pytest.mark.slow
 def test_train_joint_runs_masked_losses_and_records_the_geometry(fer_dir, tmp_path):
     from facelivenet.models.io import load_network
-    from facelivenet.train.config import JointConfig, VerificationLossConfig
+    from facelivenet.train.options import JointConfig, VerificationLossConfig
     from facelivenet.train.logs import read_csv
     from facelivenet.train.run import train_joint
 

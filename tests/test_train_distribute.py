@@ -28,7 +28,7 @@ import keras
 import numpy as np
 from facelivenet.config import NetworkConfig
 from facelivenet.models.network import FaceLiveNet
-from facelivenet.train.config import VerificationLossConfig
+from facelivenet.train.options import VerificationLossConfig
 from facelivenet.train.loop import _make_step, make_optimizer
 from facelivenet.train.stages import MultitaskStage, VerificationStage
 

@@ -123,7 +123,7 @@ def train_joint_cmd(as_json, **kw):
     warped by their landmarks onto the template (the model records the similarity
     geometry), jittered, flipped and, for a share of colour faces, turned grey.
     """
-    from facelivenet.train.config import JointConfig, VerificationLossConfig
+    from facelivenet.train.options import JointConfig, VerificationLossConfig
     from facelivenet.train.run import train_joint
 
     common = _common_kwargs(kw)

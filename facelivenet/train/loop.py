@@ -29,7 +29,7 @@ from facelivenet.data.schedule import LRSchedule
 from facelivenet.errors import TrainingError
 from facelivenet.models.io import save_network
 from facelivenet.train import checkpoint as ckpt
-from facelivenet.train.config import TrainConfig
+from facelivenet.train.options import TrainConfig
 from facelivenet.train.distribute import distribute_options, is_chief, make_strategy, precision_policy
 from facelivenet.train.logs import CsvLog, TensorBoard
 from facelivenet.train.stages import Stage

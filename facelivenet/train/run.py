@@ -26,7 +26,7 @@ from facelivenet.errors import ConfigError, DatasetError
 from facelivenet.eval.metrics import kfold_accuracy, squared_l2_distances
 from facelivenet.models.io import load_network
 from facelivenet.models.network import FaceLiveNet
-from facelivenet.train.config import ExpressionConfig, MultitaskConfig, TrainConfig, VerificationConfig
+from facelivenet.train.options import ExpressionConfig, MultitaskConfig, TrainConfig, VerificationConfig
 from facelivenet.train.logs import plot_multitask
 from facelivenet.train.loop import OnStep, Reporter, TrainData, TrainResult, run_training
 from facelivenet.train.stages import ExpressionStage, MultitaskStage, VerificationStage, with_config

@@ -25,7 +25,7 @@ from keras import ops
 
 from facelivenet import losses
 from facelivenet.models.network import FaceLiveNet, copy_matching_weights
-from facelivenet.train.config import MARGIN_LOSSES, VerificationLossConfig
+from facelivenet.train.options import MARGIN_LOSSES, VerificationLossConfig
 
 Reduce = Callable[[object], object]
 

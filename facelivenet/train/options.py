@@ -1,6 +1,6 @@
-"""Frozen settings of the three training commands.
+"""The training commands' options, as frozen dataclasses.
 
-Each CLI command maps its options onto one of these dataclasses and calls one function
+Each training command maps its options onto one of these dataclasses and calls one function
 of :mod:`facelivenet.train.run`. Validation happens here, so a bad value fails before
 any data is read.
 """
