@@ -133,9 +133,9 @@ def test_authenticate_runs_the_offline_use_case_on_a_real_clip(auth, tmp_path):
     outcome = auth.authenticate(str(clip), reference, challenge="surprise")
     # The analysis runs to the decision: the whole clip, or up to the deciding frame.
     if outcome.clip.stopped_early:
-        assert outcome.frames_analysed == outcome.decision.decided_frame + 1 < 216
+        assert outcome.frames_analyzed == outcome.decision.decided_frame + 1 < 216
     else:
-        assert outcome.frames_analysed == 216
+        assert outcome.frames_analyzed == 216
     report = assert_contract(outcome.report(reference={"ref": "first frame"}, clip=str(clip)))
     assert report["decision"] == outcome.decision.decision and report["clip"] == str(clip)
     assert outcome.decision.challenge.expressions == ("surprise",)

@@ -139,10 +139,10 @@ def test_warp_face_at_the_template_is_the_identity():
 def test_load_face_augmentation_is_a_function_of_the_seed(tmp_path):
     _img(tmp_path / "a.png", size=(112, 112), rng=np.random.default_rng(3))
     lm = landmark_template(112)
-    a = joint.load_face(str(tmp_path / "a.png"), lm, 80, seed=(0, 1, 5), flip=True, grey_share=0.5)
-    b = joint.load_face(str(tmp_path / "a.png"), lm, 80, seed=(0, 1, 5), flip=True, grey_share=0.5)
+    a = joint.load_face(str(tmp_path / "a.png"), lm, 80, seed=(0, 1, 5), flip=True, gray_share=0.5)
+    b = joint.load_face(str(tmp_path / "a.png"), lm, 80, seed=(0, 1, 5), flip=True, gray_share=0.5)
     assert np.array_equal(a, b)
-    greys = [joint.load_face(str(tmp_path / "a.png"), lm, 80, seed=(0, 1, k), grey_share=1.0) for k in range(3)]
+    greys = [joint.load_face(str(tmp_path / "a.png"), lm, 80, seed=(0, 1, k), gray_share=1.0) for k in range(3)]
     assert all(np.array_equal(g[..., 0], g[..., 1]) for g in greys)
 
 

@@ -108,7 +108,7 @@ def teacher_cache(manifest_dir, cache_dir, split, only_sources, shard, quiet, as
 @click.option("--weight-distill", type=click.FloatRange(min=0), default=10.0, show_default=True)
 @click.option("--weight-expression", type=click.FloatRange(min=0), default=1.0, show_default=True)
 @click.option("--weight-smiling", type=click.FloatRange(min=0), default=0.5, show_default=True)
-@click.option("--grey-share", type=click.FloatRange(0, 1), default=0.25, show_default=True,
+@click.option("--gray-share", type=click.FloatRange(0, 1), default=0.25, show_default=True,
               help="Share of colour training faces turned grey.")
 @click.option("--min-images", "min_images_per_identity", type=click.IntRange(min=1), default=2, show_default=True,
               help="Identities with fewer training images get no identity label.")

@@ -411,7 +411,7 @@ def train_joint(cfg, *, on_step: OnStep | None = None,
     def batches(*, epoch, seed, skip_batches, batch_size, image_size):
         return tfdata.joint_dataset(paths, marks, targets, image_size=image_size, batch_size=batch_size,
                                     seed=seed, epoch=epoch, skip_batches=skip_batches, flip=cfg.flip,
-                                    grey_share=cfg.grey_share)
+                                    gray_share=cfg.gray_share)
 
     fingerprint = {
         "stage": "joint", "identities": len(identities), "images": len(train), "teacher": bool(teacher),
