@@ -26,9 +26,10 @@ from facelivenet.errors import ConfigError, DatasetError
 from facelivenet.eval.metrics import kfold_accuracy, squared_l2_distances
 from facelivenet.models.io import load_network
 from facelivenet.models.network import FaceLiveNet
-from facelivenet.train.options import ExpressionConfig, MultitaskConfig, TrainConfig, VerificationConfig
 from facelivenet.train.logs import plot_multitask
-from facelivenet.train.loop import OnStep, Reporter, TrainData, TrainResult, run_training
+from facelivenet.train.loop import TrainData, TrainResult, run_training
+from facelivenet.train.options import ExpressionConfig, MultitaskConfig, TrainConfig, VerificationConfig
+from facelivenet.train.progress import OnStep, Reporter
 from facelivenet.train.stages import ExpressionStage, MultitaskStage, VerificationStage, with_config
 
 #: Most validation pairs sampled from held-out identities each epoch.

@@ -2,7 +2,7 @@
 
 A stage owns the parts that exist only for training (the identity-logits head, the
 class centers, the multi-task unit's objective) around a :class:`FaceLiveNet`, and
-computes one batch's losses. The backend-specific loop (:mod:`facelivenet.train.loop`)
+computes one batch's losses. The backend-specific step (:mod:`facelivenet.train.steps`)
 takes the gradients, applies them, and calls :meth:`Stage.update_centers`.
 
 Distributed steps. Every replica sees ``local`` of the ``global`` batch. The losses a
