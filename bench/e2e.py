@@ -75,7 +75,7 @@ def main() -> None:
                 if best is None or wall < best[0]:
                     best = (wall, r)
             wall, r = best
-            n = r.frames_analysed
+            n = r.frames_analyzed
             faces = sum(len(a.faces) for a in r.analyses)
             decode = wall - r.seconds["detect"] - r.seconds["network"]
             print(f"{size[0]}x{size[1]}: {n} frames, {faces} faces: {n / wall:5.1f} frames/s end to end | "

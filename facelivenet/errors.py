@@ -83,6 +83,10 @@ class TrainingError(FaceLiveNetError):
     """Training cannot start or continue (bad checkpoint, incompatible model, diverged loss)."""
 
 
+class ExportError(FaceLiveNetError):
+    """An export failed, or the exported model does not match ours within bounds."""
+
+
 #: Stable machine-readable codes of errors (``{"error": {"code": ...}}`` with ``--json``),
 #: most specific class first.
 ERROR_CODES: tuple[tuple[type, str], ...] = (

@@ -126,7 +126,7 @@ class FaceAuth:
                              classes[int(np.argmax(out.expressions[i]))]) for i, f in enumerate(faces)]
 
     def analyze(self, image: Any, *, policy: str = "all") -> list[FaceAnalysis]:
-        """Every face of an image (``policy`` as :class:`FacePath`: all, one, main, main_or_centre)."""
+        """Every face of an image (``policy`` as :class:`FacePath`: all, one, main, main_or_center)."""
         return self._analyses(self.path.faces(image, policy))
 
     def analyze_crops(self, crops: Sequence[Any]) -> list[FaceAnalysis]:

@@ -133,8 +133,8 @@ class Authentication:
         return self.decision.accepted
 
     @property
-    def frames_analysed(self) -> int:
-        return self.clip.frames_analysed if self.clip is not None else 0
+    def frames_analyzed(self) -> int:
+        return self.clip.frames_analyzed if self.clip is not None else 0
 
     def report(self, *, reference: Any = None, clip: str | os.PathLike | None = None, stride: int = 1,
                include_trace: bool = False, audit: Any = None) -> dict[str, Any]:
@@ -150,11 +150,11 @@ class Authentication:
 
         token = self.claims.to_dict() if self.claims is not None else None
         if self.clip is None:
-            return decision_report(self.decision, frames_analysed=0, reference=reference, token=token,
+            return decision_report(self.decision, frames_analyzed=0, reference=reference, token=token,
                                    clip=None if clip is None else str(clip), audit=audit)
         r = self.clip
         return decision_report(
-            self.decision, frames_analysed=r.frames_analysed, fps=r.info.fps / stride, reference=reference,
+            self.decision, frames_analyzed=r.frames_analyzed, fps=r.info.fps / stride, reference=reference,
             token=token, clip=None if clip is None else str(clip), include_trace=include_trace, audit=audit,
             processing={
                 "frames_per_second": r.processing_fps,
@@ -194,8 +194,8 @@ def authenticate_clip(clip: str | os.PathLike, analyzer: Any, reference: np.ndar
     if offline.rejection is not None:
         return Authentication(offline.rejected_decision(settings), None, offline.claims)
     result = verify_clip(clip, analyzer, reference, offline.challenge, settings, stride=stride, on_frames=on_frames)
-    if result.frames_analysed and not any(a.faces for a in result.analyses):
-        raise FaceCountError(f"{clip}: no face found in any of its {result.frames_analysed} analysed frames")
+    if result.frames_analyzed and not any(a.faces for a in result.analyses):
+        raise FaceCountError(f"{clip}: no face found in any of its {result.frames_analyzed} analysed frames")
     decision = result.decision
     refused = offline.consume(nonces, clock=clock)
     if refused is not None:

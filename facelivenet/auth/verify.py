@@ -25,7 +25,7 @@ class ClipVerification:
     Attributes:
         decision: the engine's decision.
         info: the clip's properties.
-        frames_analysed: frames that went through the analyser.
+        frames_analyzed: frames that went through the analyser.
         timestamps, analyses: per analysed frame (for the timeline and annotation).
         seconds: wall time spent in ``detect``, ``network`` and ``total``.
         stopped_early: the analysis stopped at the engine's decision, before the
@@ -34,7 +34,7 @@ class ClipVerification:
 
     decision: Decision
     info: VideoInfo
-    frames_analysed: int
+    frames_analyzed: int
     indices: list[int] = field(default_factory=list)
     analyses: list[FrameAnalysis] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
@@ -42,7 +42,7 @@ class ClipVerification:
 
     @property
     def processing_fps(self) -> float:
-        return self.frames_analysed / self.seconds["total"] if self.seconds.get("total") else 0.0
+        return self.frames_analyzed / self.seconds["total"] if self.seconds.get("total") else 0.0
 
 
 def verify_clip(path: str | os.PathLike, analyzer: FrameAnalyzer, reference: np.ndarray, challenge: Challenge,
@@ -106,7 +106,7 @@ def verify_clip(path: str | os.PathLike, analyzer: FrameAnalyzer, reference: np.
     end_time = last_ts + stride / source.info.fps
     decision = engine.finish(end_time)
     return ClipVerification(
-        decision=decision, info=source.info, frames_analysed=len(indices), indices=indices,
+        decision=decision, info=source.info, frames_analyzed=len(indices), indices=indices,
         analyses=analyses, seconds={"detect": detect_s, "network": network_s, "total": total},
         stopped_early=stopped,
     )

@@ -203,7 +203,7 @@ def progress(items: Iterable[T], *, label: str, length: int | None = None, quiet
 
 
 class ProgressBarReporter:
-    """A training reporter (:class:`facelivenet.train.loop.Reporter`) drawing Click progress
+    """A training reporter (:class:`facelivenet.train.progress.Reporter`) drawing Click progress
     bars on stderr, one per epoch, with the latest loss and metrics; nothing when quiet."""
 
     def __init__(self, quiet: bool = False):

@@ -203,7 +203,7 @@ def verify_video(clip, model_path, gallery_path, identity, ref_image, token, cha
     if outputs:
         report["outputs"] = outputs
     emit(report, as_json, lambda d: format_decision(decision) + (
-        f"\n  analysed {result.frames_analysed} frames at {result.processing_fps:.1f} frames/s"))
+        f"\n  analysed {result.frames_analyzed} frames at {result.processing_fps:.1f} frames/s"))
     sys.exit(EXIT_OK if decision.accepted else EXIT_REJECT)
 
 
@@ -256,12 +256,12 @@ def write_annotated(path, clip, result, decision, settings, stride) -> str:
 
     by_index = {t.index: t for t in decision.trace}
     analyses = dict(zip(result.indices, result.analyses))
-    last_analysed = result.indices[-1] if result.indices else -1
+    last_analyzed = result.indices[-1] if result.indices else -1
     src = VideoSource(clip, stride=stride)
     verdict = (decision.decision.upper(), decision.accepted)
     # The verdict from the deciding frame on; decided at the end of the input: the last second.
     banner_from = (decision.decided_frame if decision.decided_frame is not None
-                   else max(0, (src.info.frame_count or last_analysed + 1) - int(round(src.info.fps))))
+                   else max(0, (src.info.frame_count or last_analyzed + 1) - int(round(src.info.fps))))
     challenge = decision.challenge
     with VideoWriter(path, src.info.fps / stride, (src.info.width, src.info.height), codec="auto") as writer:
         for frame in src:
@@ -275,8 +275,8 @@ def write_annotated(path, clip, result, decision, settings, stride) -> str:
             status = f"t={frame.timestamp:5.2f}s  {left:4.1f}s left  state={t.state if t else '-'}"
             if t and t.awaiting:
                 status += f"  awaiting={t.awaiting}"
-            if frame.index > last_analysed:
-                status = f"t={frame.timestamp:5.2f}s  analysis stopped at the decision (frame {last_analysed})"
+            if frame.index > last_analyzed:
+                status = f"t={frame.timestamp:5.2f}s  analysis stopped at the decision (frame {last_analyzed})"
             decided = frame.index >= banner_from
             writer.write(draw_overlay(frame.image, faces, fa.classes if fa else (), dists,
                                       settings.identity_threshold, status=status,

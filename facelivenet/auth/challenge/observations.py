@@ -71,4 +71,4 @@ def same_track(prev: Box, box: Box, settings: ChallengeSettings) -> bool:
         return False
     cx0, cy0 = (prev[0] + prev[2]) / 2, (prev[1] + prev[3]) / 2
     cx1, cy1 = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-    return math.hypot(cx1 - cx0, cy1 - cy0) <= settings.max_centre_shift * side_prev
+    return math.hypot(cx1 - cx0, cy1 - cy0) <= settings.max_center_shift * side_prev
