@@ -183,7 +183,8 @@ class FaceAuth:
                      settings: Any = None, threshold: float | None = None,
                      expression_threshold: float | None = None, stride: int = 1,
                      on_frames: Callable[[int], None] | None = None,
-                     detect_max_side: int | None = DETECT_MAX_SIDE):
+                     detect_max_side: int | None = DETECT_MAX_SIDE, identity: str | None = None,
+                     limits: Any = None):
         """Challenge-response authentication of a clip (the offline mode).
 
         Args:
@@ -199,6 +200,9 @@ class FaceAuth:
                 L2) and the Neutral/expression probability threshold of ``settings``.
             detect_max_side: frames are downscaled to this longest side for detection
                 (faces are still cut from the full frame); None: full resolution.
+            identity, limits: the enrolled name the reference belongs to and an
+                :class:`~facelivenet.auth.limits.AttemptLimiter`: a locked identity is a
+                ``locked_out`` reject, and each decision counts for or against it.
 
         Returns:
             :class:`~facelivenet.auth.offline.Authentication` (``.decision``,
@@ -217,7 +221,15 @@ class FaceAuth:
                                         neutral_threshold=float(expression_threshold))
         analyzer = FrameAnalyzer(self.model, self.path.detector, detect_max_side=detect_max_side)
         return authenticate_clip(clip, analyzer, self.reference(reference), settings=settings, token=token,
-                                 challenge=challenge, key=key, nonces=nonces, stride=stride, on_frames=on_frames)
+                                 challenge=challenge, key=key, nonces=nonces, stride=stride, on_frames=on_frames,
+                                 limits=limits, limit_keys=_limit_keys(identity, limits))
+
+
+def _limit_keys(identity: str | None, limits: Any) -> tuple[str, ...]:
+    """The attempt-limit keys of an authentication (none without an identity and a limiter)."""
+    from facelivenet.auth.limits import identity_key
+
+    return (identity_key(identity),) if identity is not None and limits is not None else ()
 
 
 __all__ = ["FaceAuth", "FaceAnalysis", "Verification", "Identification"]

@@ -28,6 +28,8 @@ class ReasonCode:
     TOKEN_REUSED = "token_reused"
     TOKEN_NOT_YET_VALID = "token_not_yet_valid"
     TOKEN_MALFORMED = "token_malformed"
+    # Too many failed attempts on this identity or client (facelivenet.auth.limits).
+    LOCKED_OUT = "locked_out"
 
 
 @dataclass(frozen=True)
