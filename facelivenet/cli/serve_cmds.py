@@ -23,8 +23,10 @@ from facelivenet.cli.common import CliError, Command, InputFile, model_option
                    "(default: the config directory's serve/).")
 @click.option("--cors-origin", "cors_origins", multiple=True,
               help="Allow this origin by CORS (repeatable; default: CORS off).")
+@click.option("--attempt-limit", type=click.IntRange(1), default=5, show_default=True,
+              help="Failed attempts in 10 min that lock an identity (and a client) for 15 min.")
 @model_option
-def serve(host, port, gallery_path, workers, api_key_file, state_dir, cors_origins, model_path):
+def serve(host, port, gallery_path, workers, api_key_file, state_dir, cors_origins, attempt_limit, model_path):
     """Serve the offline mode over HTTP: the page at /, the API under /v1, its OpenAPI page at /docs.
 
     A client asks POST /v1/challenges for a challenge bound to an enrolled identity,
@@ -39,6 +41,7 @@ def serve(host, port, gallery_path, workers, api_key_file, state_dir, cors_origi
         import uvicorn
     except ImportError:
         raise CliError("serving needs FastAPI and uvicorn: pip install 'facelivenet[serve]'") from None
+    from facelivenet.auth.limits import LimitPolicy
     from facelivenet.auth.paths import config_dir
     from facelivenet.auth.tokens import load_key
     from facelivenet.serve.settings import ServeSettings
@@ -47,7 +50,7 @@ def serve(host, port, gallery_path, workers, api_key_file, state_dir, cors_origi
         state_dir=Path(state_dir) if state_dir else config_dir() / "serve",
         model=model_path, gallery=Path(gallery_path) if gallery_path else None,
         api_key=load_key(api_key_file, create=False) if api_key_file else None,
-        cors_origins=tuple(cors_origins),
+        cors_origins=tuple(cors_origins), limits=LimitPolicy(max_failures=attempt_limit),
     )
     # The workers are separate processes: they rebuild the settings from the environment.
     os.environ[_SETTINGS_ENV] = _encode(settings, api_key_file)
@@ -68,7 +71,7 @@ def _encode(settings, api_key_file: str | None) -> str:
                        "model": None if settings.model is None else str(settings.model),
                        "gallery": None if settings.gallery is None else str(settings.gallery),
                        "api_key_file": None if api_key_file is None else str(Path(api_key_file).resolve()),
-                       "cors_origins": list(settings.cors_origins)})
+                       "cors_origins": list(settings.cors_origins), "max_failures": settings.limits.max_failures})
 
 
 def worker_app():
@@ -77,6 +80,7 @@ def worker_app():
     import os
     from pathlib import Path
 
+    from facelivenet.auth.limits import LimitPolicy
     from facelivenet.auth.tokens import load_key
     from facelivenet.serve import create_app
     from facelivenet.serve.settings import ServeSettings
@@ -85,5 +89,5 @@ def worker_app():
     return create_app(ServeSettings(
         state_dir=Path(d["state_dir"]), model=d["model"], gallery=None if d["gallery"] is None else Path(d["gallery"]),
         api_key=None if d["api_key_file"] is None else load_key(d["api_key_file"], create=False),
-        cors_origins=tuple(d["cors_origins"]),
+        cors_origins=tuple(d["cors_origins"]), limits=LimitPolicy(max_failures=d["max_failures"]),
     ))
