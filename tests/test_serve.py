@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
 import threading
 from pathlib import Path
@@ -16,7 +15,6 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from facelivenet.auth.limits import LimitPolicy, identity_key  # noqa: E402
 from facelivenet.serve import ServeSettings, create_app  # noqa: E402
-from facelivenet.video import VideoWriter  # noqa: E402
 
 from conftest import assert_contract  # noqa: E402
 from test_verify_video import _face_frame, face_clip  # noqa: E402,F401 (fixture)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from facelivenet.cli.common import CliError, Command, InputFile, model_option
+from facelivenet.cli.common import CliError, Command, InputFile, emit, json_option, model_option, quiet_option
 
 
 @click.command("serve", cls=Command)
@@ -26,13 +26,17 @@ from facelivenet.cli.common import CliError, Command, InputFile, model_option
 @click.option("--attempt-limit", type=click.IntRange(1), default=5, show_default=True,
               help="Failed attempts in 10 min that lock an identity (and a client) for 15 min.")
 @model_option
-def serve(host, port, gallery_path, workers, api_key_file, state_dir, cors_origins, attempt_limit, model_path):
+@json_option
+@quiet_option
+def serve(host, port, gallery_path, workers, api_key_file, state_dir, cors_origins, attempt_limit, model_path,
+          as_json, quiet):
     """Serve the offline mode over HTTP: the page at /, the API under /v1, its OpenAPI page at /docs.
 
     A client asks POST /v1/challenges for a challenge bound to an enrolled identity,
     films the answer and uploads it to POST /v1/challenges/{id}/video: the answer is
     the decision document of verify-video --json. 5 failed attempts in 10 min lock the
-    identity (and the client) for 15 min.
+    identity (and the client) for 15 min. --json prints where it listens as JSON on
+    stdout before serving; stop it with Ctrl-C.
     """
     import os
     from pathlib import Path
@@ -54,9 +58,15 @@ def serve(host, port, gallery_path, workers, api_key_file, state_dir, cors_origi
     )
     # The workers are separate processes: they rebuild the settings from the environment.
     os.environ[_SETTINGS_ENV] = _encode(settings, api_key_file)
-    click.echo(f"facelivenet serve: http://{host}:{port}/ (API docs at /docs), {workers} worker(s)", err=True)
+    url = f"http://{host}:{port}/"
+    started = {"url": url, "docs": url + "docs", "workers": workers, "state_dir": str(settings.state_dir),
+               "gallery": None if settings.gallery is None else str(settings.gallery),
+               "admin_endpoints": settings.api_key is not None}
+    if as_json or not quiet:
+        emit(started, as_json, lambda d: f"facelivenet serve: {d['url']} (API docs at {d['docs']}), "
+                                         f"{d['workers']} worker(s)")
     uvicorn.run("facelivenet.cli.serve_cmds:worker_app", factory=True, host=host, port=port, workers=workers,
-                log_level="warning")
+                log_level="error" if quiet else "warning")
 
 
 _SETTINGS_ENV = "FACELIVENET_SERVE_SETTINGS"
