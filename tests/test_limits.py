@@ -145,6 +145,7 @@ def test_the_facade_counts_attempts_only_for_a_named_identity(tmp_path, clock, t
     assert "locked_out" not in third.decision.codes
 
 
+@pytest.mark.slow
 def test_verify_video_attempts_db_locks_the_identity_out(tiny_model_path, face_clip, tmp_path):
     import json
 

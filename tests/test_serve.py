@@ -235,6 +235,32 @@ def test_two_uploads_racing_on_one_challenge_exactly_one_is_evaluated(client, fa
     assert evaluated == [c["id"]]
 
 
+def test_the_store_spends_a_challenge_once_among_racing_processes(tmp_path):
+    from concurrent.futures import ProcessPoolExecutor
+
+    from facelivenet.serve.store import SQLiteChallengeStore
+
+    store = SQLiteChallengeStore(tmp_path / "c.sqlite3")
+    c = store.issue("astro", ("happy",), 60)
+    with ProcessPoolExecutor(4) as pool:
+        spent = list(pool.map(_spend, [(store.path, c.id)] * 8))
+    assert spent.count(True) == 1
+    assert store.get(c.id).spent_at is not None and store.spend(c.id) is None
+    assert store.spend("unknown") is None and store.get("unknown") is None
+    now = [1000.0]
+    timed = SQLiteChallengeStore(tmp_path / "t.sqlite3", clock=lambda: now[0])
+    x = timed.issue("astro", ("happy",), 60)
+    now[0] += 61
+    assert timed.spend(x.id) is None and timed.get(x.id).spent_at is None  # expired: not spendable
+
+
+def _spend(args) -> bool:
+    from facelivenet.serve.store import SQLiteChallengeStore
+
+    path, challenge_id = args
+    return SQLiteChallengeStore(path).spend(challenge_id) is not None
+
+
 def test_the_gallery_endpoints_need_the_api_key(tmp_path, auth, photo):
     c = make_client(tmp_path, auth)
     assert_error(c.get("/v1/gallery"), 401, "unauthorized")
