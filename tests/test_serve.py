@@ -91,6 +91,8 @@ def test_health_page_and_openapi(client):
     page = client.get("/")
     assert page.status_code == 200 and "getUserMedia" in client.get("/static/app.js").text
     assert "<video" in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]  # no foreign script or connection
+    assert page.headers["x-content-type-options"] == "nosniff"
     paths = client.get("/openapi.json").json()["paths"]
     for p in ("/v1/challenges", "/v1/challenges/{challenge_id}/video", "/v1/enroll", "/v1/gallery",
               "/v1/gallery/{name}", "/v1/compare", "/v1/analyze", "/healthz"):

@@ -37,6 +37,13 @@ _UPLOAD_PATH = re.compile(r"\S*facelivenet-upload-[^/\s]+/")
 _STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                  405: "method_not_allowed", 409: "conflict", 410: "gone", 413: "too_large",
                  422: "unprocessable", 429: "locked_out", 503: "unavailable"}
+#: The page runs only its own script, talks only to this server, and is not framed by others.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self'; "
+                               "media-src 'self' blob: mediastream:; connect-src 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 _UNAVAILABLE = {"challenge_not_found": 404, "challenge_used": 409, "challenge_expired": 410}
 
 
@@ -130,11 +137,11 @@ def create_app(settings: ServeSettings, *, auth: Any = None) -> FastAPI:
     # --- the page, health --------------------------------------------------------------------
     @app.get("/", include_in_schema=False)
     def index():
-        return FileResponse(STATIC / "index.html", media_type="text/html")
+        return FileResponse(STATIC / "index.html", media_type="text/html", headers=PAGE_HEADERS)
 
     @app.get("/static/app.js", include_in_schema=False)
     def script():
-        return FileResponse(STATIC / "app.js", media_type="text/javascript")
+        return FileResponse(STATIC / "app.js", media_type="text/javascript", headers=PAGE_HEADERS)
 
     @app.get("/healthz", summary="liveness of the server")
     def healthz():
