@@ -85,7 +85,8 @@ def _encode(settings, api_key_file: str | None) -> str:
 
 
 def worker_app():
-    """The app of one uvicorn worker (its factory), from the settings ``serve`` left in the environment."""
+    """The app of one uvicorn worker (its factory), from the settings ``serve`` left in the environment,
+    with the model loaded (the worker answers /healthz once it can analyse)."""
     import json
     import os
     from pathlib import Path
@@ -96,8 +97,10 @@ def worker_app():
     from facelivenet.serve.settings import ServeSettings
 
     d = json.loads(os.environ[_SETTINGS_ENV])
-    return create_app(ServeSettings(
+    app = create_app(ServeSettings(
         state_dir=Path(d["state_dir"]), model=d["model"], gallery=None if d["gallery"] is None else Path(d["gallery"]),
         api_key=None if d["api_key_file"] is None else load_key(d["api_key_file"], create=False),
         cors_origins=tuple(d["cors_origins"]), limits=LimitPolicy(max_failures=d["max_failures"]),
     ))
+    app.state.service.auth  # the model and detector load now, once per worker, not on a user's request
+    return app
