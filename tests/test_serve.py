@@ -106,6 +106,8 @@ def test_a_challenge_is_bound_to_an_enrolled_identity(client):
     assert c["identity"] == "astro" and len(c["id"]) >= 32 and c["expressions"]
     assert 170 < c["expires_in"] <= 180 and c["expiry"] - c["issued"] == 180
     assert challenge(client)["id"] != c["id"]
+    assert challenge(client, "\uff41stro")["identity"] == "astro"  # a full-width a: the NFKC name enrolled
+    assert_error(client.post("/v1/challenges", json={"identity": " astro"}), 422, "bad_gallery")
     assert "'bob'" in assert_error(client.post("/v1/challenges", json={"identity": "bob"}), 404, "unknown_identity")
     assert_error(client.post("/v1/challenges", json={}), 422, "bad_request")
     assert_error(client.post("/v1/challenges", content=b"not json", headers={"Content-Type": "application/json"}),

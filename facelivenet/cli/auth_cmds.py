@@ -1,4 +1,4 @@
-"""Authentication commands: ``challenge``, ``enroll``, ``gallery list|remove``."""
+"""Authentication commands: ``challenge``, ``enroll``, ``gallery list|remove|upgrade``."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def challenge(expressions, length, ttl, key_file, model_path, as_json, quiet):
 @click.argument("name")
 @click.argument("images", nargs=-1, required=True, type=InputFile("image"))
 @click.option("--gallery", "gallery_path", required=True, type=click.Path(dir_okay=False),
-              help="Gallery file (JSON; created when missing).")
+              help="Gallery file (encrypted and authenticated; created when missing).")
 @model_option
 @click.option("--replace", is_flag=True, help="Replace NAME's embeddings instead of adding to them.")
 @click.option("--cropped", is_flag=True,
@@ -76,8 +76,14 @@ def enroll(name, images, gallery_path, model_path, replace, cropped, force, as_j
     Each IMAGE must show exactly one face: it is detected and aligned as the model
     expects (with --cropped, each image is taken as a face crop). Faces of one NAME
     that do not match each other are refused (exit 2, with the distances) unless
-    --force. The gallery
+    --force. NAME is stored in Unicode NFKC form; a NAME that looks like an enrolled
+    one (case, look-alike Cyrillic or Greek letters) is refused. The gallery
     remembers the model's fingerprint and is refused by any other model.
+
+    The gallery is encrypted and authenticated (AES-256-GCM) with gallery.key in the
+    facelivenet config folder (created on first use; keep it, or the gallery cannot
+    be read). Concurrent enrolments into one gallery are serialised by a lock file
+    beside it (GALLERY.lock); a symlinked gallery is updated at its target.
     """
     from facelivenet.api import load_model
     from facelivenet.auth.gallery import DetectorCropper, whole_image
@@ -94,7 +100,11 @@ def enroll(name, images, gallery_path, model_path, replace, cropped, force, as_j
 
 @click.group("gallery")
 def gallery():
-    """Inspect or edit an enrolment gallery: list, remove."""
+    """Inspect or edit an enrolment gallery: list, remove, upgrade.
+
+    Galleries are encrypted and authenticated with gallery.key in the facelivenet
+    config folder; an edited, truncated or spliced gallery is refused (exit 2).
+    """
 
 
 def _gallery_option(func):
@@ -140,12 +150,31 @@ def _gallery_text(d: dict) -> str:
 @json_option
 @quiet_accepted
 def gallery_remove(name, gallery_path, as_json):
-    """Remove identity NAME from the gallery."""
-    from facelivenet.auth.gallery import Gallery
+    """Remove identity NAME from the gallery (under the gallery's lock)."""
+    from facelivenet.auth.gallery import remove_identity
 
-    g = Gallery.load(gallery_path)
-    removed = g.remove(name)
-    g.save()
-    emit({"gallery": gallery_path, "removed": name, "embeddings": int(removed.embeddings.shape[0]),
-          "identities": len(g)}, as_json,
+    removed, left = remove_identity(gallery_path, name)
+    emit({"gallery": gallery_path, "removed": removed.name, "embeddings": int(removed.embeddings.shape[0]),
+          "identities": left}, as_json,
          lambda d: f"removed {d['removed']} ({d['embeddings']} face(s)); {d['identities']} left in {d['gallery']}")
+
+
+@gallery.command("upgrade")
+@click.argument("file", type=click.Path(dir_okay=False))
+@json_option
+@quiet_accepted
+def gallery_upgrade(file, as_json):
+    """Protect a plain gallery FILE of an older facelivenet, in place.
+
+    The embeddings and names are sealed (AES-256-GCM) with gallery.key in the
+    facelivenet config folder (created when missing); names are NFKC-normalised.
+    The plain file is trusted as it is: upgrade only galleries you trust. A gallery
+    already protected is checked and left as it is.
+    """
+    from facelivenet.auth.gallery import upgrade_gallery
+
+    result = upgrade_gallery(file)
+    emit(result.to_dict(), as_json, lambda d: (
+        f"{'protected' if d['upgraded'] else 'already protected'}: {d['gallery']} "
+        f"({d['identities']} identit{'y' if d['identities'] == 1 else 'ies'})"
+    ))

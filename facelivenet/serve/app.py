@@ -152,12 +152,15 @@ def create_app(settings: ServeSettings, *, auth: Any = None) -> FastAPI:
     def new_challenge(body: ChallengeRequest, request: Request):
         if settings.gallery is None:
             raise ApiError(503, "no_gallery", "the server has no gallery (start it with --gallery FILE)")
-        lock = service.lockout(body.identity, client(request))
+        from facelivenet.auth.gallery import normalize_name
+
+        identity = normalize_name(body.identity)  # the name as enrolled (NFKC)
+        lock = service.lockout(identity, client(request))
         if lock is not None:
             raise ApiError(429, "locked_out", lock.reason(settings.limits).message,
                            {"Retry-After": str(lock.retry_after)})
-        known(body.identity)
-        return service.issue(body.identity).to_dict()
+        known(identity)
+        return service.issue(identity).to_dict()
 
     @app.post("/v1/challenges/{challenge_id}/video", summary="answer a challenge with a clip: the decision")
     def answer(challenge_id: str, request: Request, clip: UploadFile = File(...)):

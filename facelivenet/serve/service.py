@@ -45,7 +45,6 @@ class Service:
         self._auth = auth
         self._load_lock = threading.Lock()
         self.run_lock = threading.Lock()
-        self._gallery_lock = threading.Lock()
 
     # --- the model, once per worker ------------------------------------------------------
     @property
@@ -78,7 +77,7 @@ class Service:
 
         if self.settings.gallery is None:
             raise GalleryError("the server has no gallery (start it with --gallery FILE)")
-        with self._gallery_lock, self.run_lock:
+        with self.run_lock:  # the gallery locks its own writes
             result = enroll(self.settings.gallery, name, photos, self.auth.model,
                             cropper=DetectorCropper.for_model(self.auth.config))
         d = result.to_dict()
@@ -86,11 +85,12 @@ class Service:
         return d
 
     def remove(self, name: str) -> dict[str, Any]:
-        with self._gallery_lock:
-            gallery = self._gallery()
-            removed = gallery.remove(name)
-            gallery.save(self.settings.gallery)
-        return {"removed": name, "embeddings": int(removed.embeddings.shape[0]), "identities": len(gallery)}
+        from facelivenet.auth.gallery import remove_identity
+
+        if self.settings.gallery is None:
+            raise GalleryError("the server has no gallery (start it with --gallery FILE)")
+        removed, left = remove_identity(self.settings.gallery, name)  # under the gallery's own lock
+        return {"removed": name, "embeddings": int(removed.embeddings.shape[0]), "identities": left}
 
     # --- challenges ------------------------------------------------------------------------
     def lockout(self, identity: str, client: str) -> Lockout | None:
