@@ -94,7 +94,7 @@ def main() -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
         proc = subprocess.Popen(cmd, env=env)
         try:
-            wait_healthy(url, proc, 120)
+            wait_healthy(url, proc, 600)  # each worker loads the model before it answers
             photo = first_frame_png(clip, tmp / "ref.png")
             with open(photo, "rb") as f:
                 res = httpx.post(url + "/v1/enroll", data={"name": "person"}, files={"photos": ("ref.png", f)},
@@ -132,7 +132,11 @@ def main() -> None:
                                 timeout=60).status_code for c in challenges]
         finally:
             proc.terminate()
-            proc.wait(30)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(30)
     ok = [r for r in results if r[0] == 200 and "decision" in r[2]]
     latencies = [r[1] for r in ok]
     decisions = [r[2]["decision"] for r in ok]

@@ -73,6 +73,7 @@ class Server:
             self.proc.wait(20)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+            self.proc.wait(20)
         self.log.close()
 
 
