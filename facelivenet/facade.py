@@ -184,7 +184,7 @@ class FaceAuth:
                      settings: Any = None, threshold: float | None = None,
                      expression_threshold: float | None = None, stride: int = 1,
                      on_frames: Callable[[int], None] | None = None,
-                     detect_max_side: int | None = DETECT_MAX_SIDE):
+                     detect_max_side: int | None = DETECT_MAX_SIDE, limits: Any = None):
         """Challenge-response authentication of a clip (the offline mode).
 
         Args:
@@ -205,6 +205,9 @@ class FaceAuth:
                 L2) and the Neutral/expression probability threshold of ``settings``.
             detect_max_side: frames are downscaled to this longest side for detection
                 (faces are still cut from the full frame); None: full resolution.
+            limits: an :class:`~facelivenet.auth.limits.AttemptLimiter`: with
+                ``identity``, a locked identity is a ``locked_out`` reject, and each
+                decision counts for or against it.
 
         Returns:
             :class:`~facelivenet.auth.offline.Authentication` (``.decision``,
@@ -232,7 +235,8 @@ class FaceAuth:
             binding = TokenBinding.for_reference(self.fingerprint, identity, ref if identity is not None else None)
         return authenticate_clip(clip, analyzer, ref, settings=settings, token=token,
                                  challenge=challenge, key=key, nonces=nonces, stride=stride, on_frames=on_frames,
-                                 binding=binding, previous_keys=previous_keys)
+                                 binding=binding, previous_keys=previous_keys,
+                                 limits=limits, limit_keys=_limit_keys(identity, limits))
 
     @property
     def fingerprint(self) -> str:
@@ -242,6 +246,13 @@ class FaceAuth:
 
             self._fingerprint = model_fingerprint(self.model)
         return self._fingerprint
+
+
+def _limit_keys(identity: str | None, limits: Any) -> tuple[str, ...]:
+    """The attempt-limit keys of an authentication (none without an identity and a limiter)."""
+    from facelivenet.auth.limits import identity_key
+
+    return (identity_key(identity),) if identity is not None and limits is not None else ()
 
 
 __all__ = ["FaceAuth", "FaceAnalysis", "Verification", "Identification"]

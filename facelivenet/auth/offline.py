@@ -173,7 +173,8 @@ def authenticate_clip(clip: str | os.PathLike, analyzer: Any, reference: np.ndar
                       on_frames: Callable[[int], None] | None = None,
                       clock: Callable[[], float] = time.time,
                       binding: TokenBinding | None = None,
-                      previous_keys: Sequence[bytes] = ()) -> Authentication:
+                      previous_keys: Sequence[bytes] = (), limits: Any = None,
+                      limit_keys: Sequence[str] = ()) -> Authentication:
     """The offline challenge-response use case: token (or challenge) → clip → decision.
 
     The token is checked first (a refused token is a reject before any frame is read;
@@ -182,10 +183,27 @@ def authenticate_clip(clip: str | os.PathLike, analyzer: Any, reference: np.ndar
     the decision becomes a ``token_expired`` reject, if another verification spent it
     meanwhile a ``token_reused`` one.
 
+    With ``limits`` (an :class:`~facelivenet.auth.limits.AttemptLimiter`) and
+    ``limit_keys`` (e.g. ``identity:alice``), a locked key is a ``locked_out`` reject
+    before the token is spent or a frame read, and every other decision counts as a
+    success or a failure of those keys.
+
     Raises:
         InputError: the clip has no face in any analysed frame (unusable input: the
             token is not spent on it), or the clip cannot be read.
     """
+    if limits is not None and limit_keys:
+        lock = limits.check(limit_keys)
+        if lock is not None:
+            offline = prepare_offline_challenge(token=token, expressions=challenge, settings=settings, key=key,
+                                                nonces=nonces, clock=clock)
+            decision = Decision.rejected(offline.challenge, [lock.reason(limits.policy)], at=0.0, settings=settings)
+            return Authentication(decision, None, offline.claims)
+        outcome = authenticate_clip(clip, analyzer, reference, settings=settings, token=token, challenge=challenge,
+                                    key=key, nonces=nonces, stride=stride, on_frames=on_frames, clock=clock,
+                                    binding=binding, previous_keys=previous_keys)
+        limits.record(limit_keys, success=outcome.accepted)
+        return outcome
     from facelivenet.auth.verify import verify_clip
 
     offline = prepare_offline_challenge(token=token, expressions=challenge, settings=settings, key=key,

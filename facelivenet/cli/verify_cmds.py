@@ -91,6 +91,9 @@ def load_reference(model, gallery_path, identity, ref_image) -> tuple[np.ndarray
 @click.option("--nonce-db", type=click.Path(dir_okay=False),
               help="Another SQLite database of used tokens, checked as well as the one beside the key file "
                    "(which always records the token).")
+@click.option("--attempts-db", type=click.Path(dir_okay=False),
+              help="Count failed attempts of --identity in this SQLite database: 5 failures in 10 min lock it "
+                   "for 15 min (reason locked_out), as `facelivenet serve` does.")
 @click.option("--stride", type=click.IntRange(1), default=1, show_default=True, help="Analyse every N-th frame.")
 @click.option("--time-limit", type=click.FloatRange(0, min_open=True), default=None,
               help="Seconds of clip within which the challenge must be answered (default 15).")
@@ -105,7 +108,7 @@ def load_reference(model, gallery_path, identity, ref_image) -> tuple[np.ndarray
 @json_option
 @quiet_option
 def verify_video(clip, model_path, gallery_path, identity, ref_image, token, challenge_spec, expressions, length,
-                 key_file, previous_key_file, nonce_db,
+                 key_file, previous_key_file, nonce_db, attempts_db,
                  stride, time_limit, annotate, timeline, with_trace, audit_dir, threshold, expression_threshold,
                  detect_size, as_json, quiet):
     """Authenticate CLIP: the enrolled person goes from Neutral to the challenged expression(s).
@@ -173,7 +176,8 @@ def verify_video(clip, model_path, gallery_path, identity, ref_image, token, cha
         outcome = auth.authenticate(clip, reference, token=token, challenge=challenge_spec, key=key, nonces=nonces,
                                     identity=identity if gallery_path else None, previous_keys=previous,
                                     settings=settings, stride=stride, on_frames=bar.update,
-                                    detect_max_side=detect_size or None)
+                                    detect_max_side=detect_size or None, identity=identity,
+                                    limits=_attempt_limiter(attempts_db, identity))
     decision, result = outcome.decision, outcome.clip
     audit = None
     if audit_dir and result is not None:
@@ -205,6 +209,13 @@ def verify_video(clip, model_path, gallery_path, identity, ref_image, token, cha
     emit(report, as_json, lambda d: format_decision(decision) + (
         f"\n  analysed {result.frames_analyzed} frames at {result.processing_fps:.1f} frames/s"))
     sys.exit(EXIT_OK if decision.accepted else EXIT_REJECT)
+
+
+def _attempt_limiter(attempts_db, identity):
+    """``--attempts-db``: the limiter counting the attempts of ``--identity`` (None without both)."""
+    from facelivenet.auth.limits import AttemptLimiter
+
+    return AttemptLimiter(attempts_db) if attempts_db and identity else None
 
 
 def analyze_clip(clip, analyzer, reference, challenge, settings, *, stride=1, quiet=False):

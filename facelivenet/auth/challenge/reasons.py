@@ -34,6 +34,8 @@ class ReasonCode:
     TOKEN_IDENTITY_MISMATCH = "token_identity_mismatch"
     TOKEN_GALLERY_MISMATCH = "token_gallery_mismatch"
     TOKEN_MODEL_MISMATCH = "token_model_mismatch"
+    # Too many failed attempts on this identity or client (facelivenet.auth.limits).
+    LOCKED_OUT = "locked_out"
 
 
 @dataclass(frozen=True)
