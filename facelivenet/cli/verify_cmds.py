@@ -176,7 +176,7 @@ def verify_video(clip, model_path, gallery_path, identity, ref_image, token, cha
         outcome = auth.authenticate(clip, reference, token=token, challenge=challenge_spec, key=key, nonces=nonces,
                                     identity=identity if gallery_path else None, previous_keys=previous,
                                     settings=settings, stride=stride, on_frames=bar.update,
-                                    detect_max_side=detect_size or None, identity=identity,
+                                    detect_max_side=detect_size or None,
                                     limits=_attempt_limiter(attempts_db, identity))
     decision, result = outcome.decision, outcome.clip
     audit = None
