@@ -168,4 +168,4 @@ def test_verify_video_attempts_db_locks_the_identity_out(tiny_model_path, face_c
     second = _runner().invoke(cli, args)
     assert second.exit_code == 1
     report = assert_contract(json.loads(second.stdout))
-    assert [r["code"] for r in report["reasons"]] == ["locked_out"] and report["frames_analysed"] == 0
+    assert [r["code"] for r in report["reasons"]] == ["locked_out"] and report["frames_analyzed"] == 0

@@ -125,7 +125,7 @@ def test_the_clip_gets_the_decision_document_once(client, face_clip, private_tmp
     assert res.status_code == 200, res.text
     report = assert_contract(res.json())
     assert report["decision"] == "reject" and report["reasons"]
-    assert report["challenge"]["expressions"] == c["expressions"] and report["frames_analysed"] > 0
+    assert report["challenge"]["expressions"] == c["expressions"] and report["frames_analyzed"] > 0
     assert report["identity"]["reference"] == {"identity": "astro"} and report["clip"] is None
     for f in report["audit"]["frames"]:
         assert f["path"].startswith("/v1/audit/")
@@ -186,7 +186,7 @@ def test_webm_decodes_like_mp4(client, face_clip, tmp_path):
                         "-c:v", codec, "-f", "webm", "-live", "1", str(webm)], check=True)
         res = upload(client, challenge(client)["id"], webm, "answer.webm")
         assert res.status_code == 200, res.text
-        assert assert_contract(res.json())["frames_analysed"] >= 10
+        assert assert_contract(res.json())["frames_analyzed"] >= 10
 
 
 def test_failed_attempts_lock_the_identity_and_the_client(tmp_path, auth, photo, face_clip):
@@ -208,7 +208,7 @@ def test_an_identity_locked_after_its_challenge_gets_a_locked_out_decision(clien
     for _ in range(5):
         service.limiter.record([identity_key("astro")], success=False)
     report = assert_contract(upload(client, c["id"], face_clip).json())
-    assert [r["code"] for r in report["reasons"]] == ["locked_out"] and report["frames_analysed"] == 0
+    assert [r["code"] for r in report["reasons"]] == ["locked_out"] and report["frames_analyzed"] == 0
     assert_error(upload(client, c["id"], face_clip), 409, "challenge_used")
 
 

@@ -101,7 +101,7 @@ def test_the_real_server_answers_over_http(server_factory, tiny_model_path, face
         res = httpx.post(f"{server.url}/v1/challenges/{c['id']}/video", files={"clip": ("c.mp4", f)}, timeout=120)
     assert res.status_code == 200, res.text
     report = assert_contract(res.json())
-    assert report["challenge"]["expressions"] == c["expressions"] and report["frames_analysed"] > 0
+    assert report["challenge"]["expressions"] == c["expressions"] and report["frames_analyzed"] > 0
     with open(face_clip, "rb") as f:
         again = httpx.post(f"{server.url}/v1/challenges/{c['id']}/video", files={"clip": ("c.mp4", f)}, timeout=60)
     assert again.status_code == 409 and again.json()["error"]["code"] == "challenge_used"
@@ -166,5 +166,5 @@ def test_the_page_films_uploads_and_shows_the_apis_decision(server_factory, tmp_
     assert shown["codes"] == [r["code"] for r in api["reasons"]]
     assert shown["images"] == [f["path"] for f in api["audit"]["frames"]] and all(loaded)
     assert api["audit"]["frames"][0]["phase"] == "neutral"  # the real face, held neutral, was seen
-    assert api["frames_analysed"] > 30  # about 5 s of camera at up to 30 fps
+    assert api["frames_analyzed"] > 30  # about 5 s of camera at up to 30 fps
     assert (tmp_path / "decision.png").stat().st_size > 10_000
