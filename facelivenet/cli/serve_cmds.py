@@ -23,13 +23,17 @@ from facelivenet.cli.common import CliError, Command, InputFile, emit, json_opti
                    "(default: the config directory's serve/).")
 @click.option("--cors-origin", "cors_origins", multiple=True,
               help="Allow this origin by CORS (repeatable; default: CORS off).")
+@click.option("--expressions", default="happy,surprise,turn_left,turn_right,chin_up", show_default=True,
+              help="Comma-separated steps the challenges are drawn from (expressions of the model, head moves).")
+@click.option("--length", type=click.IntRange(1, 8), default=None,
+              help="Steps per challenge after Neutral. Default 3 (1 when --expressions names a single step).")
 @click.option("--attempt-limit", type=click.IntRange(1), default=5, show_default=True,
               help="Failed attempts in 10 min that lock an identity (and a client) for 15 min.")
 @model_option
 @json_option
 @quiet_option
-def serve(host, port, gallery_path, workers, api_key_file, state_dir, cors_origins, attempt_limit, model_path,
-          as_json, quiet):
+def serve(host, port, gallery_path, workers, api_key_file, state_dir, cors_origins, expressions, length, attempt_limit,
+          model_path, as_json, quiet):
     """Serve the offline mode over HTTP: the page at /, the API under /v1, its OpenAPI page at /docs.
 
     A client asks POST /v1/challenges for a challenge bound to an enrolled identity,
@@ -45,16 +49,21 @@ def serve(host, port, gallery_path, workers, api_key_file, state_dir, cors_origi
         import uvicorn
     except ImportError:
         raise CliError("serving needs FastAPI and uvicorn: pip install 'facelivenet[serve]'") from None
+    from facelivenet.auth.challenge import DEFAULT_CHALLENGE_LENGTH, parse_expression_list
     from facelivenet.auth.limits import LimitPolicy
     from facelivenet.auth.paths import config_dir
     from facelivenet.auth.tokens import load_key
     from facelivenet.serve.settings import ServeSettings
 
+    choices = parse_expression_list(expressions)
+    if length is None:
+        length = DEFAULT_CHALLENGE_LENGTH if len(choices) > 1 else 1
     settings = ServeSettings(
         state_dir=Path(state_dir) if state_dir else config_dir() / "serve",
         model=model_path, gallery=Path(gallery_path) if gallery_path else None,
         api_key=load_key(api_key_file, create=False) if api_key_file else None,
         cors_origins=tuple(cors_origins), limits=LimitPolicy(max_failures=attempt_limit),
+        challenge_choices=choices, challenge_length=length,
     )
     # The workers are separate processes: they rebuild the settings from the environment.
     os.environ[_SETTINGS_ENV] = _encode(settings, api_key_file)
@@ -81,7 +90,9 @@ def _encode(settings, api_key_file: str | None) -> str:
                        "model": None if settings.model is None else str(settings.model),
                        "gallery": None if settings.gallery is None else str(settings.gallery),
                        "api_key_file": None if api_key_file is None else str(Path(api_key_file).resolve()),
-                       "cors_origins": list(settings.cors_origins), "max_failures": settings.limits.max_failures})
+                       "cors_origins": list(settings.cors_origins), "max_failures": settings.limits.max_failures,
+                       "challenge_choices": list(settings.challenge_choices),
+                       "challenge_length": settings.challenge_length})
 
 
 def worker_app():
@@ -101,6 +112,7 @@ def worker_app():
         state_dir=Path(d["state_dir"]), model=d["model"], gallery=None if d["gallery"] is None else Path(d["gallery"]),
         api_key=None if d["api_key_file"] is None else load_key(d["api_key_file"], create=False),
         cors_origins=tuple(d["cors_origins"]), limits=LimitPolicy(max_failures=d["max_failures"]),
+        challenge_choices=tuple(d["challenge_choices"]), challenge_length=d["challenge_length"],
     ))
     app.state.service.auth  # the model and detector load now, once per worker, not on a user's request
     return app

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from facelivenet.auth.challenge import DEFAULT_EXPRESSIONS, DEFAULT_LENGTH, random_sequence
+from facelivenet.auth.challenge import random_sequence
 from facelivenet.auth.limits import AttemptLimiter, Lockout, client_key, identity_key
 from facelivenet.errors import GalleryError
 from facelivenet.serve.settings import ServeSettings
@@ -100,7 +100,8 @@ class Service:
         gallery = self._gallery()
         if identity not in gallery.names():
             raise GalleryError(f"no identity {identity!r} in the gallery")
-        return self.store.issue(identity, random_sequence(DEFAULT_EXPRESSIONS, DEFAULT_LENGTH),
+        return self.store.issue(identity, random_sequence(self.settings.challenge_choices,
+                                                                self.settings.challenge_length),
                                 self.settings.challenge_ttl)
 
     def spend(self, challenge_id: str) -> StoredChallenge:

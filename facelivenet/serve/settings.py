@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from facelivenet.auth.challenge import DEFAULT_CHALLENGE_CHOICES, DEFAULT_CHALLENGE_LENGTH
 from facelivenet.auth.limits import LimitPolicy
 from facelivenet.config import DETECT_MAX_SIDE
 
@@ -30,6 +31,9 @@ class ServeSettings:
         gallery: the enrolment gallery (None: no identities; challenges are refused).
         api_key: the key of the admin endpoints (enrol, gallery); None turns them off.
         cors_origins: origins allowed by CORS (empty: CORS off, the default).
+        challenge_choices, challenge_length: what a challenge is drawn from and how many
+            steps it has (the library's default: more than 6 bits, expressions and head
+            moves, as ``facelivenet challenge`` issues).
     """
 
     state_dir: Path
@@ -45,6 +49,8 @@ class ServeSettings:
     limits: LimitPolicy = field(default_factory=LimitPolicy)
     cors_origins: tuple[str, ...] = ()
     detect_max_side: int | None = DETECT_MAX_SIDE
+    challenge_choices: tuple[str, ...] = DEFAULT_CHALLENGE_CHOICES
+    challenge_length: int = DEFAULT_CHALLENGE_LENGTH
 
     @property
     def challenges_db(self) -> Path:
