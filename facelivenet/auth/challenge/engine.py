@@ -165,6 +165,11 @@ class ChallengeEngine:
             prompt = f"now show: {awaiting}"
         return EngineStatus(state, awaiting, step, steps, len(self._streak), needed, left, prompt)
 
+    def refuse(self, reason: Reason, t: float, index: int | None = None) -> None:
+        """Reject for a reason found outside the engine (the clip's timing or decoding),
+        unless already decided; the trace and phases so far stay in the decision."""
+        self._decide(False, [reason], t, index)
+
     # ----------------------------------------------------------------- rules
 
     def _step_frame(self, t: float, index: int, faces: list[FaceObservation]) -> str | None:
@@ -283,7 +288,7 @@ class ChallengeEngine:
             else (s.expression_min_frames, s.expression_min_duration)
         )
         return (len(self._streak) >= min_frames
-                and self._streak[-1].t - self._streak[0].t >= min_span)
+                and self._streak[-1].t - self._streak[0].t >= min_span - 1e-9)  # float times
 
     def _complete_step(self, t: float, index: int) -> None:
         self._phases.append(self._phase_record(self._step, self._streak, complete=True))
@@ -328,7 +333,8 @@ class ChallengeEngine:
             reasons.append(Reason(
                 ReasonCode.EXPRESSION_NOT_SHOWN,
                 f"{target} (step {self._step} of {len(self._steps) - 1}) was not held for "
-                f"{s.expression_min_frames} frames by the enrolled identity (longest run: {best} frames)",
+                f"{s.expression_min_frames} frames and {s.expression_min_duration} s by the enrolled "
+                f"identity (longest run: {best} frames)",
             ))
         mismatched = self._mismatched_shown.get(target, 0)
         if mismatched:

@@ -28,6 +28,10 @@ class ReasonCode:
     TOKEN_REUSED = "token_reused"
     TOKEN_NOT_YET_VALID = "token_not_yet_valid"
     TOKEN_MALFORMED = "token_malformed"
+    # Offline mode: the clip's frame times cannot be trusted (declared rate, timestamps).
+    CLIP_TIMING = "clip_timing"
+    # Offline mode: the clip stopped decoding well before its declared last frame.
+    CLIP_CORRUPT = "clip_corrupt"
 
 
 @dataclass(frozen=True)
