@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -144,19 +145,31 @@ def verify_video(clip, model_path, gallery_path, identity, ref_image, token, cha
         challenge_spec = ",".join(issue_challenge(parse_expression_list(expressions), length or 1).expressions)
         if not quiet:
             click.echo(f"challenge: neutral, then {challenge_spec.replace(',', ', then ')}", err=True)
+    nonces = None
+    if token:
+        from facelivenet.auth.nonces import default_nonce_db
+
+        # A store the analysis could not record the token in is found now, not after it.
+        db = check_output_path(nonce_db or default_nonce_db(), (clip, ref_image, gallery_path), "nonce store")
+        if db.exists() and not os.access(db, os.R_OK | os.W_OK):
+            raise CliError(f"{db}: the nonce store is not writable; the token could not be recorded as used")
+        nonces = NonceStore(db)
+    key = load_key(key_file, create=False) if token else None
+    # The token is checked before the model loads (seconds of TensorFlow) and before the
+    # reference and the clip are read; its challenge only needs the time limit.
+    from facelivenet.auth.challenge import ChallengeSettings
+
+    precheck = prepare_offline_challenge(token=token, expressions=challenge_spec,
+                                         settings=ChallengeSettings(**({"time_limit": time_limit} if time_limit else {})),
+                                         key=key, nonces=nonces)
+    if precheck.rejection is not None:
+        rejected = Authentication(precheck.rejected_decision(), None, precheck.claims)
+        emit(rejected.report(clip=clip), as_json, lambda d: format_decision(rejected.decision))
+        sys.exit(EXIT_REJECT)
     model = load_model(model_path)
     settings = challenge_settings(model, time_limit=time_limit, threshold=threshold,
                                   expression_threshold=expression_threshold)
-    nonces = NonceStore(nonce_db) if token else None
-    key = load_key(key_file, create=False) if token else None
     auth = FaceAuth(model)
-    # The token is checked before the reference and the clip are read.
-    precheck = prepare_offline_challenge(token=token, expressions=challenge_spec, settings=settings,
-                                         key=key, nonces=nonces)
-    if precheck.rejection is not None:
-        rejected = Authentication(precheck.rejected_decision(settings), None, precheck.claims)
-        emit(rejected.report(clip=clip), as_json, lambda d: format_decision(rejected.decision))
-        sys.exit(EXIT_REJECT)
 
     reference, ref_info = load_reference(model, gallery_path, identity, ref_image)
     total = VideoSource(clip).info.frame_count  # validates the clip before the long run
