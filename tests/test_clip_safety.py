@@ -19,6 +19,7 @@ from facelivenet.auth.clipcheck import ClipTiming
 from facelivenet.auth.verify import verify_clip
 from facelivenet.video import VideoInfo, VideoSource, VideoWriter
 
+from conftest import assert_contract
 from test_verify_video import CLASSES, ScriptedAnalyzer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -240,3 +241,77 @@ def test_usage_errors_and_library_warnings_are_one_line(monkeypatch, capsys):
         warnings.simplefilter("always")
         warnings.warn("Skipping variable loading for optimizer 'adam'\n  because it has 12 variables", UserWarning)
     assert capsys.readouterr().err == "warning: Skipping variable loading for optimizer 'adam'\n"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("failure", ["error", "sigterm"])
+def test_an_output_failing_after_the_decision_still_prints_it(tiny_model_path, tmp_path, monkeypatch, failure):
+    import json
+
+    import cv2
+
+    from facelivenet.cli import verify_cmds
+    from test_verify_video import _face_frame
+
+    clip = tmp_path / "still.mp4"
+    with VideoWriter(clip, 10.0, (320, 320)) as w:
+        for i in range(20):
+            w.write(_face_frame(shift=(i % 3) - 1))
+    ref = tmp_path / "ref.png"
+    cv2.imwrite(str(ref), cv2.cvtColor(_face_frame(), cv2.COLOR_RGB2BGR))
+    real = verify_cmds.write_annotated
+
+    def broken_timeline(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    def terminated_annotation(path, *a, **k):
+        def kill(*args, **kw):
+            raise SystemExit(143)  # what VideoWriter's SIGTERM handler raises
+        monkeypatch.setattr(VideoWriter, "write", kill)
+        return real(path, *a, **k)
+
+    if failure == "error":
+        monkeypatch.setattr(verify_cmds, "write_timeline", broken_timeline)
+    else:
+        monkeypatch.setattr(verify_cmds, "write_annotated", terminated_annotation)
+    res = _cli(["verify-video", str(clip), "--model", str(tiny_model_path), "--ref", str(ref), "--challenge",
+                "happy", "--timeline", str(tmp_path / "t.png"), "--annotate", str(tmp_path / "a.mp4"), "--json"])
+    report = assert_contract(json.loads(res.stdout))
+    assert report["decision"] == "reject"
+    if failure == "error":
+        assert res.exit_code == 1
+        assert report["outputs"]["errors"] == {"timeline": "OSError: [Errno 28] No space left on device"}
+        assert report["outputs"]["annotated"]["path"] == str(tmp_path / "a.mp4")
+        assert "the timeline output was not written" in res.stderr
+    else:
+        assert res.exit_code == 143
+        assert report["outputs"]["errors"] == {"annotated": "interrupted"}
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["ref.png", "still.mp4", "t.png"]  # no .part.mp4
+
+
+@pytest.mark.slow
+def test_verify_video_with_file_names_that_are_not_utf8(tiny_model_path, tmp_path):
+    import json
+
+    import cv2
+
+    from test_verify_video import _face_frame
+
+    folder = os.fsencode(tmp_path) + b"/d\xff"
+    os.mkdir(folder)
+    clip, ref, out = folder + b"/clip\xfe.mp4", folder + b"/ref\xfe.png", folder + b"/out\xfd.mp4"
+    with VideoWriter(os.fsdecode(clip), 10.0, (320, 320)) as w:
+        for i in range(12):
+            w.write(_face_frame(shift=(i % 3) - 1))
+    ok, png = cv2.imencode(".png", cv2.cvtColor(_face_frame(), cv2.COLOR_RGB2BGR))
+    with open(ref, "wb") as f:
+        f.write(png.tobytes())
+    env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3")
+    res = subprocess.run([sys.executable, "-m", "facelivenet", "verify-video", clip, "--model", str(tiny_model_path),
+                          "--ref", ref, "--challenge", "happy", "--annotate", out, "--json", "-q"],
+                         env=env, capture_output=True, timeout=300)
+    assert res.returncode == 1, (res.returncode, res.stderr[-2000:])  # a reject, not a segfault (-11)
+    report = json.loads(res.stdout)
+    assert report["decision"] == "reject" and report["frames_analysed"] > 0
+    assert report["outputs"]["annotated"]["path"] == os.fsdecode(out)  # JSON escapes the odd bytes
+    assert VideoSource(os.fsdecode(out)).info.frame_count == 12

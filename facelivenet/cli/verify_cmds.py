@@ -178,36 +178,75 @@ def verify_video(clip, model_path, gallery_path, identity, ref_image, token, cha
                                     settings=settings, stride=stride, on_frames=bar.update,
                                     detect_max_side=detect_size or None)
     decision, result = outcome.decision, outcome.clip
-    audit = None
-    if audit_dir and result is not None:
-        from facelivenet.auth.audit import write_audit
-
-        ref = None
-        if ref_image:
-            face = auth.embed(ref_image)
-            from facelivenet.images import read_image
-
-            ref = (read_image(ref_image), face.face.box)
-        audit = write_audit(audit_dir, decision, clip, stride=stride, reference=ref)
-    report = outcome.report(reference=ref_info, clip=clip, stride=stride, include_trace=with_trace, audit=audit)
     if result is None:  # the token was refused meanwhile (e.g. it expired during the reference)
+        report = outcome.report(reference=ref_info, clip=clip, stride=stride, include_trace=with_trace)
         emit(report, as_json, lambda d: format_decision(decision))
         sys.exit(EXIT_REJECT)
+    # The decision is made (and the token spent): an output that fails, or a SIGTERM /
+    # Ctrl-C while writing, is reported with the decision, never instead of it.
+    failed: dict[str, str] = {}
+    stop: list[BaseException] = []
+
+    def attempt(name, write):
+        """(written, what ``write`` returned)."""
+        if stop:
+            failed[name] = "interrupted"
+            return False, None
+        try:
+            return True, write()
+        except (KeyboardInterrupt, SystemExit) as exc:
+            stop.append(exc)
+            failed[name] = "interrupted"
+        except Exception as exc:
+            failed[name] = _one_line(exc)
+        return False, None
+
+    audit = None
+    if audit_dir:
+        def audit_images():
+            from facelivenet.auth.audit import write_audit
+
+            ref = None
+            if ref_image:
+                from facelivenet.images import read_image
+
+                ref = (read_image(ref_image), auth.embed(ref_image).face.box)
+            return write_audit(audit_dir, decision, clip, stride=stride, reference=ref)
+
+        audit = attempt("audit", audit_images)[1]
+    report = outcome.report(reference=ref_info, clip=clip, stride=stride, include_trace=with_trace, audit=audit)
     outputs = {}
-    if timeline:
-        write_timeline(timeline, result, decision, settings)
+    if timeline and attempt("timeline", lambda: write_timeline(timeline, result, decision, settings))[0]:
         outputs["timeline"] = {"path": str(timeline)}
     if annotate:
-        codec = write_annotated(annotate, clip, result, decision, settings, stride)
-        outputs["annotated"] = {"path": str(annotate), "codec": codec}
-        if codec != "h264":
-            click.echo(f"note: {annotate} is MPEG-4 Part 2 (mp4v), which browsers do not play: "
-                       "pip install imageio-ffmpeg for H.264", err=True)
+        written, codec = attempt("annotated",
+                                 lambda: write_annotated(annotate, clip, result, decision, settings, stride))
+        if written:
+            outputs["annotated"] = {"path": str(annotate), "codec": codec}
+            if codec != "h264":
+                click.echo(f"note: {annotate} is MPEG-4 Part 2 (mp4v), which browsers do not play: "
+                           "pip install imageio-ffmpeg for H.264", err=True)
+    if failed:
+        outputs["errors"] = failed
+        for name, message in failed.items():
+            click.echo(f"Error: the {name} output was not written ({message}); the decision stands", err=True)
     if outputs:
         report["outputs"] = outputs
     emit(report, as_json, lambda d: format_decision(decision) + (
         f"\n  analysed {result.frames_analysed} frames at {result.processing_fps:.1f} frames/s"))
+    if stop:
+        exc = stop[0]
+        sys.exit(130 if isinstance(exc, KeyboardInterrupt) else exc.code)
     sys.exit(EXIT_OK if decision.accepted else EXIT_REJECT)
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception as one line (ours already are; others get their type)."""
+    from facelivenet.errors import FaceLiveNetError
+
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    return first if isinstance(exc, FaceLiveNetError) and first else f"{type(exc).__name__}: {first}"
 
 
 def analyze_clip(clip, analyzer, reference, challenge, settings, *, stride=1, quiet=False):
