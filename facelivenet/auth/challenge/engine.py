@@ -17,6 +17,11 @@ from facelivenet.auth.challenge.results import (
 from facelivenet.errors import ChallengeError
 
 
+#: Consecutive matching frames of the tracked face that establish its identity even
+#: before a frame counted (see ``identity_change_frames``).
+_ESTABLISH_FRAMES = 3
+
+
 @dataclass
 class _Counted:
     index: int
@@ -59,6 +64,7 @@ class ChallengeEngine:
         self._last_face_t: float = challenge.issued_at
         self._identity_set = False
         self._mismatch_run = 0
+        self._match_run = 0
         self._trace: list[FrameTrace] = []
         self._count = 0
         self._last_t = -math.inf
@@ -207,16 +213,24 @@ class ChallengeEngine:
 
         if match:
             self._mismatch_run = 0
-        elif self._identity_set:
-            self._mismatch_run += 1
-            if self._mismatch_run >= s.identity_change_frames:
-                self._decide(False, [Reason(
-                    ReasonCode.IDENTITY_CHANGED,
-                    f"the tracked face stopped matching the reference for {self._mismatch_run} "
-                    f"frames up to frame {index} (t={t:.2f} s; distance {distance:.3f} > "
-                    f"{s.identity_threshold})",
-                )], t, index)
-                return None
+            self._match_run += 1
+            # Identity is established by a counted frame, or by the tracked face matching
+            # for a few frames in a row, counted or not: a splice that swaps the person
+            # before any phase completed is an identity change too.
+            if self._match_run >= _ESTABLISH_FRAMES:
+                self._identity_set = True
+        else:
+            self._match_run = 0
+            if self._identity_set:
+                self._mismatch_run += 1
+                if self._mismatch_run >= s.identity_change_frames:
+                    self._decide(False, [Reason(
+                        ReasonCode.IDENTITY_CHANGED,
+                        f"the tracked face stopped matching the reference for {self._mismatch_run} "
+                        f"frames up to frame {index} (t={t:.2f} s; distance {distance:.3f} > "
+                        f"{s.identity_threshold})",
+                    )], t, index)
+                    return None
 
         target = self._steps[self._step]
         p = self._prob(face, target, index)

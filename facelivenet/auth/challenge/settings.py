@@ -55,8 +55,9 @@ class ChallengeSettings:
         max_centre_shift: ... or when its centre moved at most this fraction of the
             previous box's side (sqrt of its area) (0.35) ...
         max_scale_change: ... and its side changed by at most this factor (1.5).
-        identity_change_frames: once the identity was established (a counted frame),
-            this many consecutive frames of the tracked face not matching it reject
+        identity_change_frames: once the identity was established (a counted frame, or
+            3 consecutive frames of the tracked face matching, counted or not), this
+            many consecutive frames of the tracked face not matching it reject
             as an identity change (8). Frames that count must match anyway; this
             only rejects a swapped face early, so it is kept loose enough for a
             genuine face whose distance wavers near the threshold.
