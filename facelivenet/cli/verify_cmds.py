@@ -111,6 +111,9 @@ def verify_video(clip, model_path, gallery_path, identity, ref_image, token, cha
     The identity must match the reference on the very frames that show Neutral and
     each requested expression, with one face in view throughout. The decision
     carries a score in [0, 1] (>= 0.5 exactly on an accept) and the per-test margins.
+    The clip's frame times are checked first: a declared rate outside 10-60 fps or
+    timestamps that disagree with the frame count reject as clip_timing, a clip that
+    stops decoding mid-stream as clip_corrupt; clips over 120 s are refused.
     Exit code 0 = accept, 1 = reject (the reasons are listed), 2 = error.
     """
     from facelivenet.api import load_model
