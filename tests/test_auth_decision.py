@@ -42,7 +42,7 @@ def test_accept_report_has_the_verify_video_keys():
     assert r["challenge"]["expressions"] == ["surprise"] and r["challenge"]["prompt"] == "neutral, then surprise"
     assert r["frames_analyzed"] == 35 and r["fps"] == 25.0
     phases = r["liveness"]["phases"]
-    assert [(p["name"], p["first_frame"], p["last_frame"]) for p in phases] == [("neutral", 0, 19), ("surprise", 25, 27)]
+    assert [(p["name"], p["first_frame"], p["last_frame"]) for p in phases] == [("neutral", 0, 19), ("surprise", 25, 33)]
     assert r["liveness"]["required"] == ["neutral", "surprise"] and r["liveness"]["completed_steps"] == 2
     ident = r["identity"]
     assert ident["threshold"] == ChallengeSettings().identity_threshold
@@ -58,7 +58,8 @@ def test_accept_report_has_the_verify_video_keys():
 def test_strided_frames_keep_source_frame_numbers():
     d = run_challenge(Challenge.for_clip(("happy",), 10.0), frames((30, "neutral"), (12, "happy"), stride=3))
     assert d.accepted
-    assert d.phases[1].first_frame == 30 and d.phases[1].last_frame == 36
+    # 0.3 s of happy at 25 fps, every third frame analysed: frames 30, 33, 36, 39
+    assert d.phases[1].first_frame == 30 and d.phases[1].last_frame == 39 and d.phases[1].frames == 4
 
 
 def test_reject_report_and_text():

@@ -145,8 +145,9 @@ def test_verify_clip_accepts_neutral_then_the_challenged_expression(tmp_path):
                          ChallengeSettings())
     assert result.decision.accepted, result.decision.reasons
     assert [p.name for p in result.decision.phases] == ["neutral", "surprise"]
-    # Decided on the third surprise frame (index 10): the rest is neither decoded nor analysed.
-    assert result.frames_analyzed == 11 and result.indices[-1] == 10 and result.stopped_early
+    # Decided on the fourth surprise frame (index 11, 0.3 s after the first): the rest is
+    # neither decoded nor analysed.
+    assert result.frames_analyzed == 12 and result.indices[-1] == 11 and result.stopped_early
     assert result.decision.phases[1].first_frame == 8
 
 
@@ -472,8 +473,8 @@ def test_audit_images_of_each_completed_step(tmp_path):
 
     obs = [FrameObservation(i / 10, [FaceObservation((80, 80, 240, 240), 0.2, probs("neutral", 0.7 + 0.01 * i))],
                             index=i) for i in range(12)]
-    obs += [FrameObservation(i / 10, [FaceObservation((80, 80, 240, 240), 0.3, probs("happy", [0.6, 0.95, 0.7][i - 12]))],
-                             index=i) for i in range(12, 15)]
+    obs += [FrameObservation(i / 10, [FaceObservation((80, 80, 240, 240), 0.3, probs("happy", [0.6, 0.95, 0.7, 0.65][i - 12]))],
+                             index=i) for i in range(12, 16)]  # happy held 0.3 s
     decision = run_challenge(Challenge.for_clip(("happy",), 10.0), obs)
     assert decision.accepted
     audit = write_audit(tmp_path / "audit", decision, clip, reference=(_face_frame(), (80, 80, 240, 240)))

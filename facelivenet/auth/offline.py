@@ -212,7 +212,8 @@ def authenticate_clip(clip: str | os.PathLike, analyzer: Any, reference: np.ndar
     if offline.rejection is not None:
         return Authentication(offline.rejected_decision(settings), None, offline.claims)
     result = verify_clip(clip, analyzer, reference, offline.challenge, settings, stride=stride, on_frames=on_frames)
-    if result.frames_analyzed and not any(a.faces for a in result.analyses):
+    clip_refused = {ReasonCode.CLIP_TIMING, ReasonCode.CLIP_CORRUPT} & set(result.decision.codes)
+    if result.frames_analyzed and not clip_refused and not any(a.faces for a in result.analyses):
         raise FaceCountError(f"{clip}: no face found in any of its {result.frames_analyzed} analysed frames")
     decision = result.decision
     refused = offline.consume(nonces, clock=clock)

@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import traceback
+import warnings
 from typing import Any, Callable, Iterable, TypeVar
 
 import click
@@ -55,10 +56,15 @@ class FaceLiveNetGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         wants_json = _wants_json(ctx)  # Click empties the arguments as it dispatches them
+        warnings.showwarning = _one_line_warning
         try:
             return self._invoke(ctx)
         except click.ClickException as exc:
             if not wants_json:
+                if isinstance(exc, click.UsageError):  # one line, not Click's three
+                    where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
+                    click.echo(f"Error: {exc.format_message()} (see '{where} --help')", err=True)
+                    ctx.exit(exc.exit_code)
                 raise
             code = getattr(exc, "code", None) or ("usage" if isinstance(exc, click.UsageError) else "error")
             message = exc.format_message()
@@ -85,6 +91,12 @@ class FaceLiveNetGroup(click.Group):
                 f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
                 f"(set {DEBUG_ENV}=1 for the traceback)", "internal",
             ) from None
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Library warnings (Keras, NumPy) as one line on stderr, not the file, line and source."""
+    text = str(message).strip().splitlines()
+    click.echo(f"warning: {text[0] if text else category.__name__}", err=True)
 
 
 def _wants_json(ctx: click.Context) -> bool:

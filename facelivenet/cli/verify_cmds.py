@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -119,6 +120,9 @@ def verify_video(clip, model_path, gallery_path, identity, ref_image, token, cha
     identity, enrolment or model (token_identity_mismatch, token_gallery_mismatch,
     token_model_mismatch); one signed by an unknown key is token_unknown_key. The decision
     carries a score in [0, 1] (>= 0.5 exactly on an accept) and the per-test margins.
+    The clip's frame times are checked first: a declared rate outside 10-60 fps or
+    timestamps that disagree with the frame count reject as clip_timing, a clip that
+    stops decoding mid-stream as clip_corrupt; clips over 120 s are refused.
     Exit code 0 = accept, 1 = reject (the reasons are listed), 2 = error.
     """
     from facelivenet.api import load_model
@@ -153,22 +157,37 @@ def verify_video(clip, model_path, gallery_path, identity, ref_image, token, cha
         challenge_spec = ",".join(issue_challenge(parse_expression_list(expressions), length or 1).expressions)
         if not quiet:
             click.echo(f"challenge: neutral, then {challenge_spec.replace(',', ', then ')}", err=True)
+    if (previous_key_file or nonce_db) and not token:
+        raise CliError("--previous-key-file and --nonce-db go with --token")
+    nonces = None
+    if token:
+        from facelivenet.auth.nonces import nonce_db_for_key
+
+        # A store the analysis could not record the token in is found now, not after it:
+        # the one beside the key (which always records the token) and --nonce-db.
+        for db in (nonce_db_for_key(key_file), *((nonce_db,) if nonce_db else ())):
+            db = check_output_path(db, (clip, ref_image, gallery_path), "nonce store")
+            if db.exists() and not os.access(db, os.R_OK | os.W_OK):
+                raise CliError(f"{db}: the nonce store is not writable; the token could not be recorded as used")
+        nonces = key_nonce_stores(key_file, nonce_db)
+    key = load_key(key_file, create=False) if token else None
+    previous = (load_key(previous_key_file, create=False),) if previous_key_file else ()
+    # The token is checked before the model loads (seconds of TensorFlow) and before the
+    # reference and the clip are read; its challenge only needs the time limit. Its
+    # binding (identity, enrolment, model) is checked once they are known.
+    from facelivenet.auth.challenge import ChallengeSettings
+
+    precheck = prepare_offline_challenge(token=token, expressions=challenge_spec,
+                                         settings=ChallengeSettings(**({"time_limit": time_limit} if time_limit else {})),
+                                         key=key, nonces=nonces, check_binding=False, previous_keys=previous)
+    if precheck.rejection is not None:
+        rejected = Authentication(precheck.rejected_decision(), None, precheck.claims)
+        emit(rejected.report(clip=clip), as_json, lambda d: format_decision(rejected.decision))
+        sys.exit(EXIT_REJECT)
     model = load_model(model_path)
     settings = challenge_settings(model, time_limit=time_limit, threshold=threshold,
                                   expression_threshold=expression_threshold)
-    if (previous_key_file or nonce_db) and not token:
-        raise CliError("--previous-key-file and --nonce-db go with --token")
-    nonces = key_nonce_stores(key_file, nonce_db) if token else None
-    key = load_key(key_file, create=False) if token else None
-    previous = (load_key(previous_key_file, create=False),) if previous_key_file else ()
     auth = FaceAuth(model)
-    # The token is checked before the reference and the clip are read (its binding once it is).
-    precheck = prepare_offline_challenge(token=token, expressions=challenge_spec, settings=settings,
-                                         key=key, nonces=nonces, check_binding=False, previous_keys=previous)
-    if precheck.rejection is not None:
-        rejected = Authentication(precheck.rejected_decision(settings), None, precheck.claims)
-        emit(rejected.report(clip=clip), as_json, lambda d: format_decision(rejected.decision))
-        sys.exit(EXIT_REJECT)
 
     reference, ref_info = load_reference(model, gallery_path, identity, ref_image)
     total = VideoSource(clip).info.frame_count  # validates the clip before the long run
@@ -179,36 +198,75 @@ def verify_video(clip, model_path, gallery_path, identity, ref_image, token, cha
                                     detect_max_side=detect_size or None,
                                     limits=_attempt_limiter(attempts_db, identity))
     decision, result = outcome.decision, outcome.clip
-    audit = None
-    if audit_dir and result is not None:
-        from facelivenet.auth.audit import write_audit
-
-        ref = None
-        if ref_image:
-            face = auth.embed(ref_image)
-            from facelivenet.images import read_image
-
-            ref = (read_image(ref_image), face.face.box)
-        audit = write_audit(audit_dir, decision, clip, stride=stride, reference=ref)
-    report = outcome.report(reference=ref_info, clip=clip, stride=stride, include_trace=with_trace, audit=audit)
     if result is None:  # the token was refused meanwhile (e.g. it expired during the reference)
+        report = outcome.report(reference=ref_info, clip=clip, stride=stride, include_trace=with_trace)
         emit(report, as_json, lambda d: format_decision(decision))
         sys.exit(EXIT_REJECT)
+    # The decision is made (and the token spent): an output that fails, or a SIGTERM /
+    # Ctrl-C while writing, is reported with the decision, never instead of it.
+    failed: dict[str, str] = {}
+    stop: list[BaseException] = []
+
+    def attempt(name, write):
+        """(written, what ``write`` returned)."""
+        if stop:
+            failed[name] = "interrupted"
+            return False, None
+        try:
+            return True, write()
+        except (KeyboardInterrupt, SystemExit) as exc:
+            stop.append(exc)
+            failed[name] = "interrupted"
+        except Exception as exc:
+            failed[name] = _one_line(exc)
+        return False, None
+
+    audit = None
+    if audit_dir:
+        def audit_images():
+            from facelivenet.auth.audit import write_audit
+
+            ref = None
+            if ref_image:
+                from facelivenet.images import read_image
+
+                ref = (read_image(ref_image), auth.embed(ref_image).face.box)
+            return write_audit(audit_dir, decision, clip, stride=stride, reference=ref)
+
+        audit = attempt("audit", audit_images)[1]
+    report = outcome.report(reference=ref_info, clip=clip, stride=stride, include_trace=with_trace, audit=audit)
     outputs = {}
-    if timeline:
-        write_timeline(timeline, result, decision, settings)
+    if timeline and attempt("timeline", lambda: write_timeline(timeline, result, decision, settings))[0]:
         outputs["timeline"] = {"path": str(timeline)}
     if annotate:
-        codec = write_annotated(annotate, clip, result, decision, settings, stride)
-        outputs["annotated"] = {"path": str(annotate), "codec": codec}
-        if codec != "h264":
-            click.echo(f"note: {annotate} is MPEG-4 Part 2 (mp4v), which browsers do not play: "
-                       "pip install imageio-ffmpeg for H.264", err=True)
+        written, codec = attempt("annotated",
+                                 lambda: write_annotated(annotate, clip, result, decision, settings, stride))
+        if written:
+            outputs["annotated"] = {"path": str(annotate), "codec": codec}
+            if codec != "h264":
+                click.echo(f"note: {annotate} is MPEG-4 Part 2 (mp4v), which browsers do not play: "
+                           "pip install imageio-ffmpeg for H.264", err=True)
+    if failed:
+        outputs["errors"] = failed
+        for name, message in failed.items():
+            click.echo(f"Error: the {name} output was not written ({message}); the decision stands", err=True)
     if outputs:
         report["outputs"] = outputs
     emit(report, as_json, lambda d: format_decision(decision) + (
         f"\n  analysed {result.frames_analyzed} frames at {result.processing_fps:.1f} frames/s"))
+    if stop:
+        exc = stop[0]
+        sys.exit(130 if isinstance(exc, KeyboardInterrupt) else exc.code)
     sys.exit(EXIT_OK if decision.accepted else EXIT_REJECT)
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception as one line (ours already are; others get their type)."""
+    from facelivenet.errors import FaceLiveNetError
+
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    return first if isinstance(exc, FaceLiveNetError) and first else f"{type(exc).__name__}: {first}"
 
 
 def _attempt_limiter(attempts_db, identity):

@@ -9,7 +9,8 @@ papers, whether the *enrolled person* answered the challenge *live*:
 1. after the challenge is issued, the tracked face shows Neutral for at least
    ``neutral_min_frames`` consecutive frames spanning ``neutral_min_duration`` seconds;
 2. then each requested expression, in order, for ``expression_min_frames``
-   consecutive frames with probability >= ``expression_threshold``;
+   consecutive frames spanning ``expression_min_duration`` seconds with probability
+   >= ``expression_threshold``;
 3. all before the challenge's deadline;
 4. identity matches the reference (squared L2 distance <= ``identity_threshold``) on
    every frame that counts for Neutral or for an expression;

@@ -18,6 +18,11 @@ from facelivenet.auth.challenge.results import (
 from facelivenet.errors import ChallengeError
 
 
+#: Consecutive matching frames of the tracked face that establish its identity even
+#: before a frame counted (see ``identity_change_frames``).
+_ESTABLISH_FRAMES = 3
+
+
 @dataclass
 class _Counted:
     index: int
@@ -60,6 +65,7 @@ class ChallengeEngine:
         self._last_face_t: float = challenge.issued_at
         self._identity_set = False
         self._mismatch_run = 0
+        self._match_run = 0
         self._trace: list[FrameTrace] = []
         self._count = 0
         self._last_t = -math.inf
@@ -168,6 +174,11 @@ class ChallengeEngine:
             prompt = f"now show: {awaiting}"
         return EngineStatus(state, awaiting, step, steps, len(self._streak), needed, left, prompt)
 
+    def refuse(self, reason: Reason, t: float, index: int | None = None) -> None:
+        """Reject for a reason found outside the engine (the clip's timing or decoding),
+        unless already decided; the trace and phases so far stay in the decision."""
+        self._decide(False, [reason], t, index)
+
     # ----------------------------------------------------------------- rules
 
     def _step_frame(self, t: float, index: int, faces: list[FaceObservation]) -> str | None:
@@ -205,16 +216,24 @@ class ChallengeEngine:
 
         if match:
             self._mismatch_run = 0
-        elif self._identity_set:
-            self._mismatch_run += 1
-            if self._mismatch_run >= s.identity_change_frames:
-                self._decide(False, [Reason(
-                    ReasonCode.IDENTITY_CHANGED,
-                    f"the tracked face stopped matching the reference for {self._mismatch_run} "
-                    f"frames up to frame {index} (t={t:.2f} s; distance {distance:.3f} > "
-                    f"{s.identity_threshold})",
-                )], t, index)
-                return None
+            self._match_run += 1
+            # Identity is established by a counted frame, or by the tracked face matching
+            # for a few frames in a row, counted or not: a splice that swaps the person
+            # before any phase completed is an identity change too.
+            if self._match_run >= _ESTABLISH_FRAMES:
+                self._identity_set = True
+        else:
+            self._match_run = 0
+            if self._identity_set:
+                self._mismatch_run += 1
+                if self._mismatch_run >= s.identity_change_frames:
+                    self._decide(False, [Reason(
+                        ReasonCode.IDENTITY_CHANGED,
+                        f"the tracked face stopped matching the reference for {self._mismatch_run} "
+                        f"frames up to frame {index} (t={t:.2f} s; distance {distance:.3f} > "
+                        f"{s.identity_threshold})",
+                    )], t, index)
+                    return None
 
         target = self._steps[self._step]
         p = self._prob(face, target, index)
@@ -301,7 +320,7 @@ class ChallengeEngine:
             else (s.expression_min_frames, s.expression_min_duration)
         )
         return (len(self._streak) >= min_frames
-                and self._streak[-1].t - self._streak[0].t >= min_span)
+                and self._streak[-1].t - self._streak[0].t >= min_span - 1e-9)  # float times
 
     def _complete_step(self, t: float, index: int) -> None:
         if self._step == 0:
@@ -348,7 +367,8 @@ class ChallengeEngine:
             reasons.append(Reason(
                 ReasonCode.EXPRESSION_NOT_SHOWN,
                 f"{target} (step {self._step} of {len(self._steps) - 1}) was not held for "
-                f"{s.expression_min_frames} frames by the enrolled identity (longest run: {best} frames)",
+                f"{s.expression_min_frames} frames and {s.expression_min_duration} s by the enrolled "
+                f"identity (longest run: {best} frames)",
             ))
         mismatched = self._mismatched_shown.get(target, 0)
         if mismatched:

@@ -36,6 +36,10 @@ class ReasonCode:
     TOKEN_MODEL_MISMATCH = "token_model_mismatch"
     # Too many failed attempts on this identity or client (facelivenet.auth.limits).
     LOCKED_OUT = "locked_out"
+    # Offline mode: the clip's frame times cannot be trusted (declared rate, timestamps).
+    CLIP_TIMING = "clip_timing"
+    # Offline mode: the clip stopped decoding well before its declared last frame.
+    CLIP_CORRUPT = "clip_corrupt"
 
 
 @dataclass(frozen=True)

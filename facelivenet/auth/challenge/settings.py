@@ -39,7 +39,8 @@ class ChallengeSettings:
         neutral_threshold: probability at or above which a frame shows Neutral (0.5).
         expression_min_frames: consecutive counted frames each requested expression
             must be held for (3).
-        expression_min_duration: and the span of those frames (0 s: frames only).
+        expression_min_duration: and the span of those frames (0.3 s), so a flash of a
+            few frames at a high frame rate does not answer.
         expression_threshold: probability at or above which a frame shows an
             expression (0.5; the model's ``expression_threshold`` via :meth:`for_model`).
         identity_threshold: squared L2 distance between unit embeddings at or below
@@ -54,8 +55,9 @@ class ChallengeSettings:
         max_center_shift: ... or when its centre moved at most this fraction of the
             previous box's side (sqrt of its area) (0.35) ...
         max_scale_change: ... and its side changed by at most this factor (1.5).
-        identity_change_frames: once the identity was established (a counted frame),
-            this many consecutive frames of the tracked face not matching it reject
+        identity_change_frames: once the identity was established (a counted frame, or
+            3 consecutive frames of the tracked face matching, counted or not), this
+            many consecutive frames of the tracked face not matching it reject
             as an identity change (8). Frames that count must match anyway; this
             only rejects a swapped face early, so it is kept loose enough for a
             genuine face whose distance wavers near the threshold.
@@ -74,7 +76,7 @@ class ChallengeSettings:
     neutral_min_duration: float = 0.5
     neutral_threshold: float = 0.5
     expression_min_frames: int = 3
-    expression_min_duration: float = 0.0
+    expression_min_duration: float = 0.3
     expression_threshold: float = 0.5
     identity_threshold: float = 1.1
     time_limit: float = 15.0
