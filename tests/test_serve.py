@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from facelivenet.auth.challenge import DEFAULT_CHALLENGE_CHOICES, DEFAULT_CHALLENGE_LENGTH, MOVES  # noqa: E402
+from facelivenet.auth.challenge import DEFAULT_CHALLENGE_CHOICES, DEFAULT_CHALLENGE_LENGTH, MOVES, step_instruction  # noqa: E402
 from facelivenet.auth.limits import LimitPolicy, identity_key  # noqa: E402
 from facelivenet.serve import ServeSettings, create_app  # noqa: E402
 
@@ -111,6 +111,8 @@ def test_a_challenge_is_bound_to_an_enrolled_identity(client):
     drawn = [challenge(client)["expressions"] for _ in range(12)]
     assert all(len(d) == DEFAULT_CHALLENGE_LENGTH and set(d) <= set(DEFAULT_CHALLENGE_CHOICES) for d in drawn)
     assert any(set(d) & set(MOVES) for d in drawn) and len({tuple(d) for d in drawn}) > 3
+    assert c["instructions"] == [step_instruction(e) for e in c["expressions"]]
+    assert step_instruction("turn_left") == "turn your head to your left" and step_instruction("happy") == "smile"
     assert challenge(client, "\uff41stro")["identity"] == "astro"  # a full-width a: the NFKC name enrolled
     assert_error(client.post("/v1/challenges", json={"identity": " astro"}), 422, "bad_gallery")
     assert "'bob'" in assert_error(client.post("/v1/challenges", json={"identity": "bob"}), 404, "unknown_identity")

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Protocol, Sequence
 
+from facelivenet.auth.challenge import step_instruction
 from facelivenet.errors import NonceStoreError
 
 #: Bytes of randomness in a challenge id (URL-safe base64 in the id).
@@ -53,6 +54,7 @@ class StoredChallenge:
 
     def to_dict(self) -> dict:
         return {"id": self.id, "identity": self.identity, "expressions": list(self.expressions),
+                "instructions": [step_instruction(e) for e in self.expressions],
                 "issued": round(self.issued, 3), "expiry": round(self.expiry, 3),
                 "expires_in": max(0, round(self.expiry - time.time(), 3))}
 

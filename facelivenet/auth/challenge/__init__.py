@@ -47,7 +47,7 @@ from facelivenet.auth.challenge.settings import (
 from facelivenet.auth.challenge.pose import MOVES, Pose, is_move, median_pose, move_shown, pose_from_landmarks
 from facelivenet.auth.challenge.sequences import (
     DEFAULT_CHALLENGE_CHOICES, DEFAULT_CHALLENGE_LENGTH, challenge_count, challenge_entropy, Challenge, ChoiceRng, check_expression_classes, check_expression_name, issue_challenge, parse_expression_list,
-    random_sequence, validate_expressions,
+    random_sequence, step_instruction, STEP_INSTRUCTIONS, validate_expressions,
 )
 from facelivenet.auth.challenge.observations import FaceObservation, FrameObservation, box_iou, same_track
 from facelivenet.auth.challenge.results import (
@@ -62,5 +62,5 @@ __all__ = [
     "box_iou", "same_track", "ACCEPTED", "AWAIT_EXPRESSION", "AWAIT_NEUTRAL", "REJECTED", "WAITING", "Decision",
     "EngineStatus", "FrameTrace", "PhaseRecord", "ChallengeEngine", "run_challenge",
     "MOVES", "Pose", "is_move", "median_pose", "move_shown", "pose_from_landmarks", "DEFAULT_CHALLENGE_CHOICES",
-    "DEFAULT_CHALLENGE_LENGTH", "challenge_count", "challenge_entropy",
+    "DEFAULT_CHALLENGE_LENGTH", "challenge_count", "challenge_entropy", "step_instruction", "STEP_INSTRUCTIONS",
 ]

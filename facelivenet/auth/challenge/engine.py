@@ -9,7 +9,7 @@ from typing import Iterable, Sequence
 
 from facelivenet.auth.challenge.reasons import Reason, ReasonCode
 from facelivenet.auth.challenge.settings import Box, ChallengeSettings, Clock, NEUTRAL, _finite
-from facelivenet.auth.challenge.sequences import Challenge, check_expression_classes
+from facelivenet.auth.challenge.sequences import Challenge, check_expression_classes, step_instruction
 from facelivenet.auth.challenge.observations import FaceObservation, FrameObservation, same_track
 from facelivenet.auth.challenge.pose import Pose, is_move, median_pose, move_shown
 from facelivenet.auth.challenge.results import (
@@ -171,7 +171,7 @@ class ChallengeEngine:
         elif step == 0:
             prompt = "look at the camera with a neutral face"
         else:
-            prompt = f"now show: {awaiting}"
+            prompt = f"now {step_instruction(awaiting)}"
         return EngineStatus(state, awaiting, step, steps, len(self._streak), needed, left, prompt)
 
     def refuse(self, reason: Reason, t: float, index: int | None = None) -> None:

@@ -19,6 +19,28 @@ from facelivenet.errors import ChallengeError
 DEFAULT_CHALLENGE_CHOICES: tuple[str, ...] = ("happy", "surprise") + MOVES
 DEFAULT_CHALLENGE_LENGTH = 3
 
+#: What a user is asked to do for a step (the live prompt, the server's challenge and
+#: its page): the head moves in the person's own terms (``turn_left`` is their left).
+STEP_INSTRUCTIONS: dict[str, str] = {
+    "neutral": "look at the camera with a neutral face",
+    "happy": "smile",
+    "surprise": "look surprised",
+    "sad": "look sad",
+    "angry": "look angry",
+    "disgust": "look disgusted",
+    "fear": "look afraid",
+    "contempt": "show contempt",
+    "turn_left": "turn your head to your left",
+    "turn_right": "turn your head to your right",
+    "chin_up": "lift your chin",
+}
+
+
+def step_instruction(name: str) -> str:
+    """The instruction for one challenge step (``"smile"`` for ``happy``); ``"show NAME"``
+    for a class of a model that has no wording here."""
+    return STEP_INSTRUCTIONS.get(name, f"show {name.replace('_', ' ')}")
+
 
 def challenge_count(choices: Sequence[str], length: int) -> int:
     """How many challenges :func:`random_sequence` can draw: n * (n - 1) ** (length - 1)."""

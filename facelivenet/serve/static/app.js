@@ -7,13 +7,6 @@ const EXPRESSION_SECONDS = 3; // then each challenged expression
 
 const $ = (id) => document.getElementById(id);
 
-// What the user is asked to do for each challenge step (the server's names).
-const PROMPTS = {
-  happy: "Smile", surprise: "Look surprised", sad: "Look sad", angry: "Look angry",
-  disgust: "Look disgusted", fear: "Look afraid", neutral: "Neutral face",
-  turn_left: "Turn your head to your left", turn_right: "Turn your head to your right", chin_up: "Lift your chin",
-};
-
 function say(text, isError) {
   $("status").textContent = text;
   $("status").className = isError ? "error" : "";
@@ -54,8 +47,9 @@ async function record(stream, challenge) {
   const stopped = new Promise((resolve) => { recorder.onstop = resolve; });
   recorder.start(250);
   await countdown("Neutral face, please", NEUTRAL_SECONDS);
-  for (const expression of challenge.expressions) {
-    await countdown("Now: " + (PROMPTS[expression] || expression), EXPRESSION_SECONDS);
+  // The server words each step (challenge.instructions: "smile", "turn your head to your left").
+  for (const instruction of challenge.instructions) {
+    await countdown("Now " + instruction, EXPRESSION_SECONDS);
   }
   recorder.stop();
   await stopped;
