@@ -209,6 +209,16 @@ def test_failed_attempts_lock_the_identity_and_the_client(tmp_path, auth, photo,
     assert_error(c.post("/v1/challenges", json={"identity": "twin"}), 429, "locked_out")
 
 
+def test_asking_for_names_not_enrolled_locks_the_client(tmp_path, auth, photo):
+    """Probing the gallery for who is enrolled counts as failed attempts of the client."""
+    c = make_client(tmp_path, auth, limits=LimitPolicy(max_failures=3))
+    enroll(c, photo)
+    for name in ("bob", "carol", "dave"):
+        assert_error(c.post("/v1/challenges", json={"identity": name}), 404, "unknown_identity")
+    assert_error(c.post("/v1/challenges", json={"identity": "erin"}), 429, "locked_out")
+    assert_error(c.post("/v1/challenges", json={"identity": "astro"}), 429, "locked_out")
+
+
 def test_an_identity_locked_after_its_challenge_gets_a_locked_out_decision(client, face_clip):
     c = challenge(client)
     service = client.app.state.service

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from facelivenet import __version__
+from facelivenet.auth.limits import client_key
 from facelivenet.errors import (
     FaceLiveNetError, InputError, ModelLoadError, NonceStoreError, VideoReadError, error_code,
 )
@@ -159,7 +160,11 @@ def create_app(settings: ServeSettings, *, auth: Any = None) -> FastAPI:
         if lock is not None:
             raise ApiError(429, "locked_out", lock.reason(settings.limits).message,
                            {"Retry-After": str(lock.retry_after)})
-        known(identity)
+        if identity not in service.names():
+            # Asking for names that are not enrolled is how a client would list who is: each
+            # such request counts as a failed attempt of the client (locked like failed uploads).
+            service.limiter.record([client_key(client(request))], success=False)
+            raise ApiError(404, "unknown_identity", f"no identity {identity!r} in the gallery")
         return service.issue(identity).to_dict()
 
     @app.post("/v1/challenges/{challenge_id}/video", summary="answer a challenge with a clip: the decision")
