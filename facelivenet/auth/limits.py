@@ -27,7 +27,8 @@ from typing import Callable, Iterable, Iterator
 
 from facelivenet.auth.challenge import Reason, ReasonCode
 from facelivenet.auth.paths import config_dir
-from facelivenet.errors import ConfigError, NonceStoreError
+from facelivenet.auth.sqlitedb import transaction
+from facelivenet.errors import ConfigError
 
 #: File name of the default database, beside the nonce store in the config directory.
 ATTEMPTS_DB_NAME = "attempts.sqlite3"
@@ -116,30 +117,8 @@ class AttemptLimiter:
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        if self.path.is_dir():
-            raise NonceStoreError(f"{self.path}: is a directory, not an attempts database")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-        except (OSError, sqlite3.Error) as exc:
-            raise NonceStoreError(f"{self.path}: cannot open the attempts database ({exc})") from None
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            for statement in filter(str.strip, _SCHEMA.split(";")):
-                conn.execute(statement)
+        with transaction(self.path, _SCHEMA, "attempts database", timeout=self.timeout, wal=True) as conn:
             yield conn
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise NonceStoreError(f"{self.path}: attempts database error ({exc})") from None
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise
-        finally:
-            conn.close()
 
     def check(self, keys: Iterable[str]) -> Lockout | None:
         """The lockout of the key locked longest among ``keys``; None when none is locked."""

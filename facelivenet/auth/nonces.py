@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from facelivenet.auth.paths import config_dir
+from facelivenet.auth.sqlitedb import transaction
 from facelivenet.errors import NonceStoreError
 
 #: File name of the default database inside the user's facelivenet config directory.
@@ -88,29 +89,8 @@ class NonceStore:
 
     @contextlib.contextmanager
     def _connect(self, write: bool) -> Iterator[sqlite3.Connection]:
-        if self.path.is_dir():
-            raise NonceStoreError(f"{self.path}: is a directory, not a nonce database")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
-        except (OSError, sqlite3.Error) as exc:
-            raise NonceStoreError(f"{self.path}: cannot open the nonce database ({exc})") from None
-        try:
-            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            for statement in filter(str.strip, _SCHEMA.split(";")):
-                conn.execute(statement)
+        with transaction(self.path, _SCHEMA, "nonce database", timeout=self.timeout, write=write) as conn:
             yield conn
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise NonceStoreError(f"{self.path}: nonce database error ({exc})") from None
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise
-        finally:
-            conn.close()
 
     def _check_kid(self, conn: sqlite3.Connection, kid: str | None, *, record: bool) -> None:
         """Refuse a nonce of another key than the one this store serves (record it first time)."""

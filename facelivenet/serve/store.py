@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Protocol, Sequence
 
 from facelivenet.auth.challenge import step_instruction
-from facelivenet.errors import NonceStoreError
+from facelivenet.auth.sqlitedb import transaction
 
 #: Bytes of randomness in a challenge id (URL-safe base64 in the id).
 CHALLENGE_ID_BYTES = 24
@@ -80,28 +80,8 @@ class SQLiteChallengeStore:
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-        except (OSError, sqlite3.Error) as exc:
-            raise NonceStoreError(f"{self.path}: cannot open the challenge store ({exc})") from None
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            for statement in filter(str.strip, _SCHEMA.split(";")):
-                conn.execute(statement)
+        with transaction(self.path, _SCHEMA, "challenge store", timeout=self.timeout, wal=True) as conn:
             yield conn
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise NonceStoreError(f"{self.path}: challenge store error ({exc})") from None
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise
-        finally:
-            conn.close()
 
     @staticmethod
     def _row(row) -> StoredChallenge | None:
