@@ -97,15 +97,23 @@ class FaceAuth:
     Args:
         model: a model file, a :class:`facelivenet.api.FaceModel`, or None for the
             bundled default.
-        detector: a face detector (default: our MTCNN).
+        detector: a face detector (default: our MTCNN on the runtime).
         detect_max_side: downscale larger images for detection (None: full size).
+        runtime: ``"keras"`` or ``"onnx"`` (ONNX Runtime, no TensorFlow once the model's
+            ONNX files are cached; see :mod:`facelivenet.runtime`); None: the default.
     """
 
-    def __init__(self, model: Any = None, *, detector: Any = None, detect_max_side: int | None = None):
-        from facelivenet.api import FaceModel, load_model
+    def __init__(self, model: Any = None, *, detector: Any = None, detect_max_side: int | None = None,
+                 runtime: str | None = None):
+        from facelivenet.runtime.backend import inference_backend
 
-        self.model = model if isinstance(model, FaceModel) else load_model(model)
-        self.path = FacePath(self.model.config, detector, detect_max_side=detect_max_side)
+        self.backend = inference_backend(runtime, model, detector)
+        self.model = self.backend.model
+        self.path = FacePath(self.model.config, self.backend.detector, detect_max_side=detect_max_side)
+
+    @property
+    def runtime(self) -> str:
+        return self.backend.runtime
 
     @property
     def config(self):
@@ -120,7 +128,7 @@ class FaceAuth:
     def _analyses(self, faces: Sequence[Face]) -> list[FaceAnalysis]:
         if not faces:
             return []
-        out = self.model.analyze(np.stack([f.crop for f in faces]))
+        out = self.backend.embed_and_classify(np.stack([f.crop for f in faces]))
         classes = out.expression_classes
         return [FaceAnalysis(f, out.embeddings[i], dict(zip(classes, map(float, out.expressions[i]))),
                              classes[int(np.argmax(out.expressions[i]))]) for i, f in enumerate(faces)]
