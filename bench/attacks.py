@@ -14,7 +14,7 @@ scaling, brightness); (b) a genuine Surprise clip replayed for a Happy challenge
 and reused challenge tokens. Genuine: d18 answering Surprise; d12 and d9 (references
 d12.jpg, d9.jpg) answering the expressions they show.
 
-    .venv/bin/python bench/attacks.py [--model M.keras] [--stride 1]
+    .venv/bin/python bench/attacks.py [--model M.keras] [--stride 1] [--runtime keras|onnx]
 """
 
 from __future__ import annotations
@@ -31,13 +31,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from facelivenet.api import load_model  # noqa: E402
 from facelivenet.auth.analyzer import FrameAnalyzer  # noqa: E402
 from facelivenet.auth.challenge import ChallengeSettings  # noqa: E402
 from facelivenet.auth.gallery import DetectorCropper, embed_faces  # noqa: E402
 from facelivenet.auth.nonces import NonceStore  # noqa: E402
 from facelivenet.auth.offline import authenticate_clip  # noqa: E402
 from facelivenet.auth.tokens import issue_token  # noqa: E402
+from facelivenet.runtime.backend import RUNTIMES, inference_backend  # noqa: E402
 from facelivenet.video import VideoWriter, read_frames  # noqa: E402
 
 VIDEOS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "videos"
@@ -111,14 +111,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model")
     ap.add_argument("--stride", type=int, default=1)
+    ap.add_argument("--runtime", choices=RUNTIMES, default="keras", help="inference runtime (facelivenet.runtime)")
     args = ap.parse_args()
     if not VIDEOS.is_dir():
         raise SystemExit(f"{VIDEOS}: the shared videos are needed for the attack suite")
 
-    model = load_model(args.model)
-    analyzer = FrameAnalyzer(model)
+    backend = inference_backend(args.runtime, args.model)
+    model = backend.model
+    analyzer = FrameAnalyzer(model, backend.detector)
     settings = ChallengeSettings.for_model(model.config)
-    cropper = DetectorCropper.for_model(model.config)
+    cropper = DetectorCropper.for_model(model.config, backend.detector)
     first18 = read_frames(VIDEOS / "d18.mp4", max_frames=1)[1][0].image
     refs = {
         "d18": embed_faces(model, [first18], cropper),
@@ -126,7 +128,7 @@ def main() -> None:
         "d9": embed_faces(model, [str(VIDEOS / "d9.jpg")], cropper),
     }
     key = os.urandom(32)
-    print(f"model {model.source}; identity threshold {settings.identity_threshold}, "
+    print(f"model {model.source} on {args.runtime}; identity threshold {settings.identity_threshold}, "
           f"expression threshold {settings.expression_threshold}")
     with tempfile.TemporaryDirectory() as tmp:
         nonces = NonceStore(Path(tmp) / "nonces.sqlite3")

@@ -191,7 +191,7 @@ class FaceAuth:
                      settings: Any = None, threshold: float | None = None,
                      expression_threshold: float | None = None, stride: int = 1,
                      on_frames: Callable[[int], None] | None = None,
-                     detect_max_side: int | None = DETECT_MAX_SIDE):
+                     detect_max_side: int | None = DETECT_MAX_SIDE, track_every: int | None = None):
         """Challenge-response authentication of a clip (the offline mode).
 
         Args:
@@ -207,6 +207,9 @@ class FaceAuth:
                 L2) and the Neutral/expression probability threshold of ``settings``.
             detect_max_side: frames are downscaled to this longest side for detection
                 (faces are still cut from the full frame); None: full resolution.
+            track_every: run the full detector every this many frames and follow the
+                face in between (:class:`facelivenet.runtime.TrackingDetector`); None: the
+                full detector on every frame.
 
         Returns:
             :class:`~facelivenet.auth.offline.Authentication` (``.decision``,
@@ -223,7 +226,12 @@ class FaceAuth:
         if expression_threshold is not None:
             settings = settings.replace(expression_threshold=float(expression_threshold),
                                         neutral_threshold=float(expression_threshold))
-        analyzer = FrameAnalyzer(self.model, self.path.detector, detect_max_side=detect_max_side)
+        detector = self.path.detector
+        if track_every:
+            from facelivenet.runtime.tracking import TrackingDetector
+
+            detector = TrackingDetector(detector, track_every)  # one per clip: it follows this clip's faces
+        analyzer = FrameAnalyzer(self.model, detector, detect_max_side=detect_max_side)
         return authenticate_clip(clip, analyzer, self.reference(reference), settings=settings, token=token,
                                  challenge=challenge, key=key, nonces=nonces, stride=stride, on_frames=on_frames)
 

@@ -264,3 +264,56 @@ def test_facade_and_verify_video_give_the_keras_decision_on_a_real_clip(onnx_cac
     assert res.exit_code in (0, 1), res.output
     report = json.loads(res.stdout)
     assert (report["decision"], tuple(r["code"] for r in report["reasons"])) == decisions["keras"]
+
+
+# --- tracking between detections ---------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_tracking_follows_the_face_and_sees_a_second_one_at_the_next_full_detection(astronaut_canvas):
+    from facelivenet.detect import FaceDetector
+    from facelivenet.detect.boxes import iou
+    from facelivenet.runtime import TrackingDetector
+
+    one, two = astronaut_canvas
+    detector = FaceDetector()
+    moved = [np.roll(one, 4 * i, axis=1) for i in range(2)]
+    tracker = TrackingDetector(detector, every=3)
+    found = [tracker.detect(f) for f in moved + [two, two, two]]
+    assert (tracker.full_runs, tracker.followed) == (2, 3)  # frames 0 and 3 ran the full cascade
+    for frame, dets in zip(moved, found):  # the followed box is the full detector's face
+        full = detector.detect(frame)[0]
+        assert len(dets) == 1 and iou(np.array(full.box), np.array([dets[0].box]))[0, 0] >= 0.85
+        assert np.abs(full.landmarks - dets[0].landmarks).max() <= 0.05 * full.width
+    # The second face enters on frame 2, a follow-up frame (only the known box is looked at);
+    # the full detection of frame 3 finds both, and frame 4 follows both.
+    assert [len(d) for d in found] == [1, 1, 1, 2, 2]
+
+
+@pytest.mark.slow
+def test_a_lost_face_runs_the_full_detector_at_once(astronaut_canvas):
+    from facelivenet.detect import FaceDetector
+    from facelivenet.runtime import TrackingDetector
+
+    one, _ = astronaut_canvas
+    tracker = TrackingDetector(FaceDetector(), every=10)
+    blank = np.full_like(one, 128)
+    counts = [len(tracker.detect(f)) for f in (one, one, blank, one)]
+    assert counts == [1, 1, 0, 1]
+    assert (tracker.full_runs, tracker.followed) == (3, 1)  # the blank frame, then no track to follow
+    with pytest.raises(InputError, match="N >= 1"):
+        TrackingDetector(FaceDetector(), every=0)
+
+
+@pytest.fixture(scope="module")
+def astronaut_canvas():
+    """(one face, two faces): the astronaut photo on a wide grey canvas, once or twice."""
+    from facelivenet.auth.demo import astronaut_photo
+
+    face = astronaut_photo()
+    h, w = face.shape[:2]
+    one = np.full((h, 2 * w, 3), 128, np.uint8)
+    one[:, :w] = face
+    two = one.copy()
+    two[:, w:] = face
+    return one, two

@@ -25,7 +25,13 @@ PIXEL_MEAN = 127.5
 
 def session(path: Path):
     """An ONNX Runtime session on the CPU, all graph optimisations on."""
-    import onnxruntime as ort
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        from facelivenet.errors import ModelLoadError
+
+        raise ModelLoadError("--runtime onnx needs ONNX Runtime (and, to export a model once, tf2onnx): "
+                             "pip install -e '.[export]'") from None
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
