@@ -259,11 +259,12 @@ def test_facade_and_verify_video_give_the_keras_decision_on_a_real_clip(onnx_cac
         outcome = FaceAuth(runtime=runtime).authenticate(str(clip), str(ref), challenge="surprise", stride=2)
         decisions[runtime] = (outcome.decision.decision, tuple(outcome.decision.codes))
     assert decisions["onnx"] == decisions["keras"]
-    res = runner.invoke(cli, ["verify-video", str(clip), "--ref", str(ref), "--challenge", "surprise",
-                              "--stride", "2", "--runtime", "onnx", "--json", "--quiet"])
-    assert res.exit_code in (0, 1), res.output
-    report = json.loads(res.stdout)
-    assert (report["decision"], tuple(r["code"] for r in report["reasons"])) == decisions["keras"]
+    for tracking in ([], ["--track", "5"]):  # tracking between full detections: the same decision too
+        res = runner.invoke(cli, ["verify-video", str(clip), "--ref", str(ref), "--challenge", "surprise",
+                                  "--stride", "2", "--runtime", "onnx", "--json", "--quiet", *tracking])
+        assert res.exit_code in (0, 1), res.output
+        report = json.loads(res.stdout)
+        assert (report["decision"], tuple(r["code"] for r in report["reasons"])) == decisions["keras"], tracking
 
 
 # --- tracking between detections ---------------------------------------------------------------------

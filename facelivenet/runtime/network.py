@@ -39,7 +39,7 @@ class OnnxFaceModel:
         self.config = NetworkConfig.from_dict(meta["config"])
         self.fingerprint: str = meta["fingerprint"]
         self.source = source
-        self._session = session(self.path)
+        self._session = session(self.path, threads=0)
         self._input = self._session.get_inputs()[0].name
 
     @property
