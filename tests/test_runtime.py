@@ -318,3 +318,19 @@ def astronaut_canvas():
     two = one.copy()
     two[:, w:] = face
     return one, two
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_a_gallery_enrolled_on_onnx_is_accepted_and_matched_on_keras(onnx_cache, runner, tmp_path):
+    photos = [str(shared_data("photos", n)) for n in ("obama.jpg", "obama2.jpg", "obama-480p.jpg")]
+    gallery = str(tmp_path / "people.json")
+    res = runner.invoke(cli, ["enroll", "obama", *photos[:2], "--gallery", gallery, "--runtime", "onnx", "--json"])
+    assert res.exit_code == 0, res.output
+    found = {}
+    for runtime in ("keras", "onnx"):
+        res = runner.invoke(cli, ["identify", photos[2], "--gallery", gallery, "--runtime", runtime, "--json"])
+        assert res.exit_code == 0, res.output
+        found[runtime] = json.loads(res.stdout)
+    assert found["keras"]["name"] == found["onnx"]["name"] == "obama"
+    assert abs(found["keras"]["distance"] - found["onnx"]["distance"]) < 1e-3
