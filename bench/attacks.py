@@ -11,8 +11,13 @@ Attacks: (a) a still photo of the enrolled person, and jittered copies (shifts,
 scaling, brightness); (b) a genuine Surprise clip replayed for a Happy challenge;
 (c) a splice: the enrolled person's Neutral frames, then another person's expression;
 (d) the clip without its Neutral start; (e) two faces in view; (f) tampered, expired
-and reused challenge tokens. Genuine: d18 answering Surprise; d12 and d9 (references
-d12.jpg, d9.jpg) answering the expressions they show.
+and reused challenge tokens; issue 19's: (g) the genuine frames declared at 120 fps,
+(h) a still with a 3-frame surprise flash (30 and 120 fps), (i) the genuine clip
+reversed, (j) a cross-fade from a neutral still to a surprise still of the same clip,
+(k) a second face 20 px tall at 640x480, (l) the clip corrupt mid-stream. Genuine: d18
+answering Surprise; d12 and d9 (references d12.jpg, d9.jpg) answering the expressions
+they show. The engine-level harness (the same attacks on real tracks with scripted
+labels, independent of the model's accuracy) is ``bench/engine_attacks.py``.
 
     .venv/bin/python bench/attacks.py [--model M.keras] [--stride 1] [--runtime keras|onnx] [--track N]
 """
@@ -37,7 +42,8 @@ from facelivenet.auth.gallery import DetectorCropper, embed_faces  # noqa: E402
 from facelivenet.auth.nonces import NonceStore  # noqa: E402
 from facelivenet.auth.offline import authenticate_clip  # noqa: E402
 from facelivenet.auth.tokens import issue_token  # noqa: E402
-from facelivenet.runtime.backend import RUNTIMES, inference_backend  # noqa: E402
+from facelivenet.errors import FaceLiveNetError  # noqa: E402
+from facelivenet.runtime.inference import RUNTIMES, inference_backend  # noqa: E402
 from facelivenet.runtime.tracking import TrackingDetector  # noqa: E402
 from facelivenet.video import VideoWriter, read_frames  # noqa: E402
 
@@ -105,6 +111,33 @@ def build_cases(tmp: Path) -> list[Case]:
     ]
     for attack in ("tampered", "expired", "reused"):
         cases.append(Case(f"(f) {attack} token", True, VIDEOS / "d18.mp4", "d18", ("surprise",), attack))
+    peak = frames18[75]  # d18's surprise
+    fade = [still] * 45 + [cv2.addWeighted(still, 1 - k / 9, peak, k / 9, 0) for k in range(10)] + [peak] * 30
+    small = cv2.resize(frames12[0][100:420, 100:420], (34, 34), interpolation=cv2.INTER_AREA)  # face ~20 px
+    with_small = []
+    for f in frames18:
+        big = cv2.resize(f, (640, 480))
+        big[20:54, 590:624] = small
+        with_small.append(big)
+    corrupt = write(tmp / "corrupt.mp4", frames18, fps)
+    data = bytearray(corrupt.read_bytes())
+    data[len(data) // 3: 2 * len(data) // 3] = bytes(2 * len(data) // 3 - len(data) // 3)
+    corrupt.write_bytes(bytes(data))
+    cases += [
+        Case("(g) genuine frames declared at 120 fps", True, write(tmp / "fast.mp4", frames18, 120.0), "d18",
+             ("surprise",)),
+        Case("(h) still + 3-frame surprise flash, 30 fps", True,
+             write(tmp / "flash30.mp4", [still] * 45 + [peak] * 3 + [still] * 30, 30.0), "d18", ("surprise",)),
+        Case("(h) still + 3-frame surprise flash, 120 fps", True,
+             write(tmp / "flash120.mp4", [still] * 90 + [peak] * 3 + [still] * 30, 120.0), "d18", ("surprise",)),
+        Case("(i) genuine clip reversed", True, write(tmp / "reversed.mp4", frames18[::-1], fps), "d18",
+             ("surprise",)),
+        Case("(j) cross-fade neutral still -> surprise still", True, write(tmp / "fade.mp4", fade, fps), "d18",
+             ("surprise",)),
+        Case("(k) second face 20 px at 640x480", True, write(tmp / "small.mp4", with_small, fps), "d18",
+             ("surprise",)),
+        Case("(l) clip corrupt mid-stream", True, corrupt, "d18", ("surprise",)),
+    ]
     return cases
 
 
@@ -131,7 +164,8 @@ def main() -> None:
         "d9": embed_faces(model, [str(VIDEOS / "d9.jpg")], cropper),
     }
     key = os.urandom(32)
-    print(f"model {model.source} on {args.runtime}, tracking {args.track or 'off'}; identity threshold {settings.identity_threshold}, "
+    print(f"model {model.source} on {args.runtime}, tracking {args.track or 'off'}; "
+          f"identity threshold {settings.identity_threshold}, "
           f"expression threshold {settings.expression_threshold}")
     with tempfile.TemporaryDirectory() as tmp:
         nonces = NonceStore(Path(tmp) / "nonces.sqlite3")
@@ -144,13 +178,23 @@ def main() -> None:
             if case.token_attack:
                 accepted, why = token_case(case, key, nonces, settings, analyzer, refs)
             else:
-                r = authenticate_clip(case.clip, analyzer, refs[case.reference], settings=settings,
-                                      challenge=case.challenge, stride=args.stride)
-                accepted, why = r.decision.accepted, ", ".join(r.decision.codes)
+                try:
+                    r = authenticate_clip(case.clip, analyzer, refs[case.reference], settings=settings,
+                                          challenge=case.challenge, stride=args.stride)
+                    accepted, why = r.decision.accepted, ", ".join(r.decision.codes)
+                except FaceLiveNetError as exc:  # refused as input (an error, exit 2): not accepted
+                    accepted, why = False, f"error: {exc}"
             rows.append((case, accepted))
             verdict = "ACCEPT" if accepted else "reject"
             print(f"  {'attack ' if case.attack else 'genuine'} {case.name:<42} {verdict:<7} {why} "
                   f"({time.perf_counter() - t:.1f} s)")
+    by_type: dict[str, list[bool]] = {}
+    for c, a in rows:
+        if c.attack:
+            by_type.setdefault(c.name.split(")")[0] + ")", []).append(a)
+    print("\n| attack type | attacks | accepted | APCER |\n|---|---|---|---|")
+    for kind, accepted in by_type.items():
+        print(f"| {kind} | {len(accepted)} | {sum(accepted)} | {sum(accepted) / len(accepted):.2f} |")
     attacks = [a for c, a in rows if c.attack]
     genuine = [a for c, a in rows if not c.attack]
     apcer = sum(attacks) / len(attacks)

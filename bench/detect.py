@@ -145,7 +145,7 @@ def speed(detector, model, repeats: int) -> None:
 
 
 def align_throughput(paths: list[Path], workers: int) -> None:
-    from facelivenet.detect.dataset import AlignSettings, align_dataset
+    from facelivenet.detect.batch_align import AlignSettings, align_dataset
 
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "in"

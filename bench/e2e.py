@@ -157,7 +157,7 @@ def main() -> None:
                                   Challenge.for_clip(("surprise",), 15.0), settings)
                 if best is None or res.seconds["total"] < best.seconds["total"]:
                     best = res
-            n, s = best.frames_analysed, best.seconds
+            n, s = best.frames_analyzed, best.seconds
             print(f"  {name:<18} {n} frames {n / s['total']:6.1f} frames/s | detect {s['detect'] / n * 1e3:5.1f} "
                   f"network {s['network'] / n * 1e3:5.1f} ms/frame | decision {best.decision.decision}")
 

@@ -27,10 +27,10 @@ from hw import layer_flops, matmul_peak  # noqa: E402  (bench/hw.py)
 
 from facelivenet.config import NetworkConfig  # noqa: E402
 from facelivenet.models.network import FaceLiveNet  # noqa: E402
-from facelivenet.train.config import VerificationLossConfig  # noqa: E402
 from facelivenet.train.distribute import precision_policy  # noqa: E402
-from facelivenet.train.loop import _make_step, make_optimizer  # noqa: E402
+from facelivenet.train.options import VerificationLossConfig  # noqa: E402
 from facelivenet.train.stages import VerificationStage  # noqa: E402
+from facelivenet.train.steps import make_optimizer, make_step  # noqa: E402
 
 
 def train_throughput(cfg: NetworkConfig, precision: str, batch: int, steps: int, ids: int) -> tuple[float, int]:
@@ -41,7 +41,7 @@ def train_throughput(cfg: NetworkConfig, precision: str, batch: int, steps: int,
         stage = VerificationStage(FaceLiveNet(cfg), ids, VerificationLossConfig())
         optimizer = make_optimizer("adam", 1e-3)
         optimizer.build(stage.trainable_variables())
-        step = _make_step(stage, optimizer, None, strategy, batch)
+        step = make_step(stage, optimizer, None, strategy, batch)
         rng = np.random.default_rng(0)
         images = tf.constant(rng.integers(0, 255, (batch, cfg.image_size, cfg.image_size, 3), dtype=np.uint8))
         labels = tf.constant(rng.integers(0, ids, batch).astype(np.int32))

@@ -55,6 +55,10 @@ class GalleryModelMismatch(GalleryError):
     """A gallery was enrolled with another model (different fingerprint)."""
 
 
+class GalleryIntegrityError(GalleryError):
+    """A protected gallery fails its authentication: edited, truncated, spliced, or another key's."""
+
+
 class DetectorError(FaceLiveNetError):
     """The face detector cannot be set up (e.g. its pretrained weights are missing)."""
 
@@ -79,6 +83,10 @@ class TrainingError(FaceLiveNetError):
     """Training cannot start or continue (bad checkpoint, incompatible model, diverged loss)."""
 
 
+class ExportError(FaceLiveNetError):
+    """An export failed, or the exported model does not match ours within bounds."""
+
+
 #: Stable machine-readable codes of errors (``{"error": {"code": ...}}`` with ``--json``),
 #: most specific class first.
 ERROR_CODES: tuple[tuple[type, str], ...] = (
@@ -86,6 +94,7 @@ ERROR_CODES: tuple[tuple[type, str], ...] = (
     (VideoReadError, "bad_video"),
     (TokenError, "bad_token"),
     (GalleryModelMismatch, "gallery_model_mismatch"),
+    (GalleryIntegrityError, "gallery_tampered"),
     (GalleryError, "bad_gallery"),
     (AlignmentError, "no_alignment"),
     (FaceCountError, "face_count"),

@@ -105,7 +105,7 @@ class FaceAuth:
 
     def __init__(self, model: Any = None, *, detector: Any = None, detect_max_side: int | None = None,
                  runtime: str | None = None):
-        from facelivenet.runtime.backend import inference_backend
+        from facelivenet.runtime.inference import inference_backend
 
         self.backend = inference_backend(runtime, model, detector)
         self.model = self.backend.model
@@ -134,7 +134,7 @@ class FaceAuth:
                              classes[int(np.argmax(out.expressions[i]))]) for i, f in enumerate(faces)]
 
     def analyze(self, image: Any, *, policy: str = "all") -> list[FaceAnalysis]:
-        """Every face of an image (``policy`` as :class:`FacePath`: all, one, main, main_or_centre)."""
+        """Every face of an image (``policy`` as :class:`FacePath`: all, one, main, main_or_center)."""
         return self._analyses(self.path.faces(image, policy))
 
     def analyze_crops(self, crops: Sequence[Any]) -> list[FaceAnalysis]:
@@ -188,10 +188,12 @@ class FaceAuth:
 
     def authenticate(self, clip: str | os.PathLike, reference: Any, *, challenge: str | Sequence[str] | None = None,
                      token: str | None = None, key: bytes | None = None, nonces: Any = None,
+                     identity: str | None = None, previous_keys: Sequence[bytes] = (),
                      settings: Any = None, threshold: float | None = None,
                      expression_threshold: float | None = None, stride: int = 1,
                      on_frames: Callable[[int], None] | None = None,
-                     detect_max_side: int | None = DETECT_MAX_SIDE, track_every: int | None = None):
+                     detect_max_side: int | None = DETECT_MAX_SIDE, limits: Any = None,
+                     track_every: int | None = None):
         """Challenge-response authentication of a clip (the offline mode).
 
         Args:
@@ -201,12 +203,20 @@ class FaceAuth:
             challenge: the expressions to show after Neutral (``"surprise"``,
                 ``"happy,surprise"``), or ``token`` (from ``facelivenet challenge``) with
                 its signing ``key`` and ``nonces`` store (single use).
+            identity: the enrolled name whose embeddings ``reference`` is: a token bound
+                to another identity, another enrolled template or another model is
+                refused (``token_identity_mismatch``, ``token_gallery_mismatch``,
+                ``token_model_mismatch``); None for a photo.
+            previous_keys: signing keys before a rotation (their tokens still verify).
             settings: :class:`~facelivenet.auth.challenge.ChallengeSettings` (default:
                 the model's thresholds).
             threshold, expression_threshold: override the identity threshold (squared
                 L2) and the Neutral/expression probability threshold of ``settings``.
             detect_max_side: frames are downscaled to this longest side for detection
                 (faces are still cut from the full frame); None: full resolution.
+            limits: an :class:`~facelivenet.auth.limits.AttemptLimiter`: with
+                ``identity``, a locked identity is a ``locked_out`` reject, and each
+                decision counts for or against it.
             track_every: run the full detector every this many frames and follow the
                 face in between (:class:`facelivenet.runtime.TrackingDetector`); None: the
                 full detector on every frame.
@@ -232,8 +242,34 @@ class FaceAuth:
 
             detector = TrackingDetector(detector, track_every)  # one per clip: it follows this clip's faces
         analyzer = FrameAnalyzer(self.model, detector, detect_max_side=detect_max_side)
-        return authenticate_clip(clip, analyzer, self.reference(reference), settings=settings, token=token,
-                                 challenge=challenge, key=key, nonces=nonces, stride=stride, on_frames=on_frames)
+        ref = self.reference(reference)
+        binding = None
+        if token is not None:
+            from facelivenet.auth.tokens import TokenBinding
+
+            if identity is not None and not (isinstance(reference, np.ndarray) and reference.dtype != np.uint8):
+                raise InputError(f"identity {identity!r} names enrolled embeddings; a photo is not one")
+            binding = TokenBinding.for_reference(self.fingerprint, identity, ref if identity is not None else None)
+        return authenticate_clip(clip, analyzer, ref, settings=settings, token=token,
+                                 challenge=challenge, key=key, nonces=nonces, stride=stride, on_frames=on_frames,
+                                 binding=binding, previous_keys=previous_keys,
+                                 limits=limits, limit_keys=_limit_keys(identity, limits))
+
+    @property
+    def fingerprint(self) -> str:
+        """The model's fingerprint (:func:`facelivenet.auth.gallery.model_fingerprint`), computed once."""
+        if getattr(self, "_fingerprint", None) is None:
+            from facelivenet.auth.gallery import model_fingerprint
+
+            self._fingerprint = model_fingerprint(self.model)
+        return self._fingerprint
+
+
+def _limit_keys(identity: str | None, limits: Any) -> tuple[str, ...]:
+    """The attempt-limit keys of an authentication (none without an identity and a limiter)."""
+    from facelivenet.auth.limits import identity_key
+
+    return (identity_key(identity),) if identity is not None and limits is not None else ()
 
 
 __all__ = ["FaceAuth", "FaceAnalysis", "Verification", "Identification"]

@@ -13,7 +13,7 @@ Policies (:data:`POLICIES`):
 * ``one``: exactly one such face, else an :class:`~facelivenet.errors.InputError`
   ("no face found" / "N faces found"): enrolment, reference photos, ``compare``;
 * ``main``: the largest, most central face (facenet's rule), an error when none;
-* ``main_or_centre``: the main face, or a centre crop flagged ``detected=False``
+* ``main_or_center``: the main face, or a centre crop flagged ``detected=False``
   (evaluation protocols on benchmark images, which always hold a face).
 """
 
@@ -34,15 +34,15 @@ MIN_FACE_SCORE = 0.9
 IMAGE_EXTENSIONS: tuple[str, ...] = (
     ".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".pnm", ".pbm", ".tif", ".tiff", ".webp", ".gif",
 )
-POLICIES: tuple[str, ...] = ("all", "one", "main", "main_or_centre")
+POLICIES: tuple[str, ...] = ("all", "one", "main", "main_or_center")
 
 
 #: Side of the fallback box, as a share of the image's shorter side (LFW: 125 of 250 px,
 #: about the face of a deep-funneled image).
-CENTRE_BOX_FRACTION = 0.5
+CENTER_BOX_FRACTION = 0.5
 
 
-def centre_box(image_shape: Sequence[int], fraction: float = CENTRE_BOX_FRACTION) -> tuple[float, float, float, float]:
+def center_box(image_shape: Sequence[int], fraction: float = CENTER_BOX_FRACTION) -> tuple[float, float, float, float]:
     """(x1, y1, x2, y2) of the centred square whose side is ``fraction`` of the shorter side."""
     height, width = image_shape[:2]
     side = fraction * min(height, width)
@@ -65,7 +65,7 @@ class Face:
         landmarks: (5, 2) left eye, right eye, nose, mouth left, mouth right (None for a
             centre crop).
         crop: (S, S, 3) uint8 RGB face as the network takes it.
-        detected: False for the centre crop of ``main_or_centre``.
+        detected: False for the centre crop of ``main_or_center``.
     """
 
     box: tuple[float, float, float, float]
@@ -187,7 +187,7 @@ class FacePath:
             return [self._face(image, main)]
         if policy == "main":
             raise FaceCountError(f"{source}: no face found")
-        box = centre_box(image.shape)
+        box = center_box(image.shape)
         cfg = self.config
         return [Face(tuple(box), 0.0, None, crop_face(image, box, cfg.image_size, cfg.margin), detected=False)]
 

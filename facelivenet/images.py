@@ -14,13 +14,20 @@ from facelivenet.utils import check_input_file
 
 #: Largest image (in pixels) we decode; bigger files are refused, not half-read.
 MAX_PIXELS = 50_000_000
+#: Images above this many pixels are downscaled as they are decoded (JPEG: by the
+#: decoder itself), so a 49-megapixel photo costs what a 12-megapixel one does; far
+#: more than any face needs.
+DOWNSCALE_PIXELS = 12_000_000
+# PIL's own bomb limit (it raises at twice this), for every image any code here opens.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as an (H, W, 3) uint8 RGB array.
 
     Grey, 16-bit, palette and RGBA images are converted, and the EXIF orientation
-    tag is applied (a phone photo stored sideways comes out upright). Raises
+    tag is applied (a phone photo stored sideways comes out upright). An image above
+    :data:`DOWNSCALE_PIXELS` comes out downscaled to at most that many pixels. Raises
     :class:`ImageReadError` naming the file for a missing, unreadable, empty,
     truncated, non-image or oversized file.
     """
@@ -37,6 +44,13 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
                     f"{p}: image is {w}x{h} pixels, more than the {MAX_PIXELS:,} we decode; "
                     "downscale it first"
                 )
+            if w * h > DOWNSCALE_PIXELS:
+                scale = (DOWNSCALE_PIXELS / (w * h)) ** 0.5
+                size = (max(1, int(w * scale)), max(1, int(h * scale)))
+                im.draft(im.mode if im.mode in ("RGB", "L") else None, size)  # JPEG: decode at 1/2, 1/4, 1/8
+                im.load()
+                if im.size[0] * im.size[1] > DOWNSCALE_PIXELS:
+                    im = im.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)
             im.load()
             upright = ImageOps.exif_transpose(im)
             arr = _pil_to_array(upright)

@@ -49,6 +49,21 @@ def tiny_model_path(tiny_model, tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_config_dir(tmp_path_factory):
+    """Keys the tests create (challenge.key, gallery.key) go to a private temporary
+    config folder, never the user's (a test may still point elsewhere)."""
+    if os.environ.get("FACELIVENET_CONFIG_DIR"):
+        yield Path(os.environ["FACELIVENET_CONFIG_DIR"])
+        return
+    d = tmp_path_factory.mktemp("config") / "facelivenet"
+    os.environ["FACELIVENET_CONFIG_DIR"] = str(d)
+    try:
+        yield d
+    finally:
+        os.environ.pop("FACELIVENET_CONFIG_DIR", None)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

@@ -15,7 +15,7 @@ from facelivenet.auth.tokens import issue_token, verify_token
 
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 KEY = b"k" * 32
-REQUIRED = {"decision", "reasons", "challenge", "identity", "liveness", "frames_analysed", "fps"}
+REQUIRED = {"decision", "reasons", "challenge", "identity", "liveness", "frames_analyzed", "fps"}
 
 
 def obs(i, expr, distance=0.3, fps=25.0):
@@ -40,9 +40,9 @@ def test_accept_report_has_the_verify_video_keys():
     assert REQUIRED <= set(r)
     assert r["decision"] == "accept" and r["reasons"][0]["code"] == ReasonCode.COMPLETED
     assert r["challenge"]["expressions"] == ["surprise"] and r["challenge"]["prompt"] == "neutral, then surprise"
-    assert r["frames_analysed"] == 35 and r["fps"] == 25.0
+    assert r["frames_analyzed"] == 35 and r["fps"] == 25.0
     phases = r["liveness"]["phases"]
-    assert [(p["name"], p["first_frame"], p["last_frame"]) for p in phases] == [("neutral", 0, 19), ("surprise", 25, 27)]
+    assert [(p["name"], p["first_frame"], p["last_frame"]) for p in phases] == [("neutral", 0, 19), ("surprise", 25, 33)]
     assert r["liveness"]["required"] == ["neutral", "surprise"] and r["liveness"]["completed_steps"] == 2
     ident = r["identity"]
     assert ident["threshold"] == ChallengeSettings().identity_threshold
@@ -58,12 +58,13 @@ def test_accept_report_has_the_verify_video_keys():
 def test_strided_frames_keep_source_frame_numbers():
     d = run_challenge(Challenge.for_clip(("happy",), 10.0), frames((30, "neutral"), (12, "happy"), stride=3))
     assert d.accepted
-    assert d.phases[1].first_frame == 30 and d.phases[1].last_frame == 36
+    # 0.3 s of happy at 25 fps, every third frame analysed: frames 30, 33, 36, 39
+    assert d.phases[1].first_frame == 30 and d.phases[1].last_frame == 39 and d.phases[1].frames == 4
 
 
 def test_reject_report_and_text():
     d = run_challenge(Challenge.for_clip(("happy",), 10.0), frames((20, "neutral"), (10, "surprise")))
-    r = decision_report(d, frames_analysed=30, fps=25.0)
+    r = decision_report(d, frames_analyzed=30, fps=25.0)
     assert r["decision"] == "reject" and [x["code"] for x in r["reasons"]] == [ReasonCode.WRONG_EXPRESSION]
     assert format_decision(d).startswith("REJECT:")
     with pytest.raises(ValueError):
@@ -87,7 +88,7 @@ def test_offline_flow_token_once(tmp_path):
     assert first.accepted and first.challenge.nonce == claims.nonce
     replay = verify(1020)
     assert not replay.accepted and replay.codes == (ReasonCode.TOKEN_REUSED,)
-    r = decision_report(replay, frames_analysed=0, fps=None, token=claims.to_dict())
+    r = decision_report(replay, frames_analyzed=0, fps=None, token=claims.to_dict())
     assert REQUIRED <= set(r) and r["challenge"]["token"]["nonce"] == claims.nonce
     assert r["liveness"]["phases"] == [] and r["identity"]["counted_frames"] is None
     assert format_decision(replay).startswith("REJECT: the challenge token was already used")
@@ -217,6 +218,6 @@ def test_reports_follow_the_schema_with_rounded_floats():
     with pytest.raises(Exception, match="1.5"):
         assert_contract(bad)
     rejected = Decision.rejected(None, [d.reasons[0].__class__(ReasonCode.TOKEN_MALFORMED, "malformed")], at=0.0)
-    r = assert_contract(decision_report(rejected, frames_analysed=0))
+    r = assert_contract(decision_report(rejected, frames_analyzed=0))
     assert r["challenge"] is None and r["score"] == 0.0 and r["liveness"]["required"] == ["neutral"]
     assert format_decision(rejected).startswith("REJECT: malformed")

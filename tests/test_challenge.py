@@ -17,7 +17,7 @@ from facelivenet.errors import ChallengeError, ConfigError, InputError
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 BOX = (100.0, 100.0, 200.0, 200.0)
 FPS = 10.0
-SETTINGS = ChallengeSettings()  # neutral: 5 frames over 0.5 s; expressions: 3 frames
+SETTINGS = ChallengeSettings(expression_min_duration=0.2)  # neutral: 5 frames over 0.5 s; expressions: 3 frames (0.2 s at 10 fps)
 
 
 def probs(expr: str, p: float = 0.9) -> dict[str, float]:

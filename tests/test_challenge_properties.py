@@ -76,8 +76,9 @@ def test_an_accept_always_satisfies_every_rule(case, fps, issued_at):
     assert [p.name for p in d.phases] == list(required)
     assert all(p.complete for p in d.phases)
     assert d.phases[0].frames >= S.neutral_min_frames
-    assert d.phases[0].end - d.phases[0].start >= S.neutral_min_duration
+    assert d.phases[0].end - d.phases[0].start >= S.neutral_min_duration - 1e-9  # frame times are floats
     assert all(p.frames >= S.expression_min_frames for p in d.phases[1:])
+    assert all(p.end - p.start >= S.expression_min_duration - 1e-9 for p in d.phases[1:])
     assert all(a.last_frame < b.first_frame for a, b in zip(d.phases, d.phases[1:]))
     window = [t for t in d.trace if issued_at <= t.timestamp and t.index <= d.decided_frame]
     assert all(t.faces <= 1 for t in window)

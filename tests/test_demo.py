@@ -59,7 +59,7 @@ def test_demo_runs_the_photo_attack_and_writes_its_files(runner, tiny_model_path
     if report["decision"] == "reject":
         assert report["reasons"]
     assert report["challenge"]["expressions"] == ["happy"]
-    assert report["frames_analysed"] == 100 and report["fps"] == pytest.approx(25.0)
+    assert report["frames_analyzed"] == 100 and report["fps"] == pytest.approx(25.0)
     demo = report["demo"]
     assert demo["mode"] == "photo-attack" and demo["out"] == str(out)
     files = demo["files"]
@@ -105,8 +105,8 @@ def test_demo_live_on_a_file_enrols_from_its_first_frame(runner, tiny_model_path
     assert res.exit_code == (0 if report["decision"] == "accept" else 1)
     assert report["challenge"]["expressions"] == ["happy"]
     assert report["identity"]["reference"]["frame"] == 0
-    assert 1 <= report["frames_analysed"] <= 9  # frame 0 enrolled the person and is not judged
-    assert report["demo"]["mode"] == "live" and report["demo"]["enrolment"] == "first frame with one face"
+    assert 1 <= report["frames_analyzed"] <= 9  # frame 0 enrolled the person and is not judged
+    assert report["demo"]["mode"] == "live" and report["demo"]["enrollment"] == "first frame with one face"
     assert "enrolled the person from frame 0" in res.stderr and "no display: running headless" in res.stderr
     assert "challenge: neutral, then happy" in res.stderr
 

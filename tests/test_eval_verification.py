@@ -12,7 +12,7 @@ from PIL import Image
 from facelivenet.cli import cli
 from facelivenet.data.pairs import parse_pairs, read_pairs
 from facelivenet.errors import DatasetError
-from facelivenet.eval.faces import DetectedFace, analyze_files, centre_box, flip_fused
+from facelivenet.eval.faces import DetectedFace, analyze_files, center_box, flip_fused
 from facelivenet.eval.verification import evaluate_verification, locate_pair_images
 
 from conftest import shared_data
@@ -159,7 +159,7 @@ def test_detected_face_aligns_or_falls_back_to_a_centre_crop(tmp_path):
     assert all(f.shape == (40, 40, 3) for f in faces)
     out = analyze_files(model, paths, crops=crops)
     assert out.no_face == (paths[1],)
-    assert centre_box((90, 120)) == (37.5, 22.5, 82.5, 67.5)
+    assert center_box((90, 120)) == (37.5, 22.5, 82.5, 67.5)
 
 
 # --- the command -----------------------------------------------------------------------------

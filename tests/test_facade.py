@@ -133,9 +133,9 @@ def test_authenticate_runs_the_offline_use_case_on_a_real_clip(auth, tmp_path):
     outcome = auth.authenticate(str(clip), reference, challenge="surprise")
     # The analysis runs to the decision: the whole clip, or up to the deciding frame.
     if outcome.clip.stopped_early:
-        assert outcome.frames_analysed == outcome.decision.decided_frame + 1 < 216
+        assert outcome.frames_analyzed == outcome.decision.decided_frame + 1 < 216
     else:
-        assert outcome.frames_analysed == 216
+        assert outcome.frames_analyzed == 216
     report = assert_contract(outcome.report(reference={"ref": "first frame"}, clip=str(clip)))
     assert report["decision"] == outcome.decision.decision and report["clip"] == str(clip)
     assert outcome.decision.challenge.expressions == ("surprise",)
@@ -143,3 +143,23 @@ def test_authenticate_runs_the_offline_use_case_on_a_real_clip(auth, tmp_path):
     assert outcome.decision.codes or outcome.accepted               # a reject lists its reasons
     same = auth.authenticate(str(clip), auth.reference(reference), challenge="surprise")
     assert same.decision.accepted == outcome.decision.accepted     # a photo or its embeddings: one reference
+
+
+def test_authenticate_refuses_a_token_bound_to_another_session_before_any_frame(auth, astronaut, tmp_path):
+    from facelivenet.auth.tokens import TokenBinding, issue_token
+
+    key = bytes(range(32))
+    emb = auth.reference(astronaut)
+    token, _ = issue_token(key, ("happy",), binding=TokenBinding.for_reference(auth.fingerprint, "alice", emb))
+    never = str(tmp_path / "never-read.mp4")  # refused before the clip is opened
+    cases = [({"identity": "bob"}, emb, "token_identity_mismatch"),
+             ({}, astronaut, "token_identity_mismatch"),                       # a photo is no enrolled identity
+             ({"identity": "alice"}, emb[:, ::-1].copy(), "token_gallery_mismatch")]
+    for kwargs, reference, code in cases:
+        outcome = auth.authenticate(never, reference, token=token, key=key, **kwargs)
+        assert outcome.decision.codes == (code,) and outcome.frames_analyzed == 0 and not outcome.accepted
+    other, _ = issue_token(key, ("happy",), binding=TokenBinding.for_reference("sha256:" + "0" * 64, "alice", emb))
+    assert auth.authenticate(never, emb, token=other, key=key, identity="alice").decision.codes == (
+        "token_model_mismatch",)
+    with pytest.raises(InputError, match="a photo is not one"):
+        auth.authenticate(never, astronaut, token=token, key=key, identity="alice")

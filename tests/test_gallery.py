@@ -1,4 +1,6 @@
-"""Enrolment gallery: model fingerprint, round trip, foreign-model refusal, atomic writes, CLI."""
+"""Enrolment gallery: model fingerprint, round trip, foreign-model refusal, atomic writes, CLI.
+
+(The protected file, names, locking and tampering: tests/test_gallery_protect.py.)"""
 
 from __future__ import annotations
 
@@ -35,6 +37,14 @@ def make_images(folder: Path, n: int, seed: int, size=(64, 72)) -> list[str]:
         Image.fromarray(rng.integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)).save(p)
         paths.append(str(p))
     return paths
+
+
+@pytest.fixture(autouse=True)
+def config_home(tmp_path_factory, monkeypatch):
+    """Each test its own gallery key (outside tmp_path), never the real user's."""
+    d = tmp_path_factory.mktemp("config") / "facelivenet"
+    monkeypatch.setenv("FACELIVENET_CONFIG_DIR", str(d))
+    return d
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +92,8 @@ def test_enroll_round_trip_and_distances(tiny_model, tmp_path):
     assert g.embeddings("alice").shape == (2, tiny_model.config.embedding_size)
     assert g.get("alice").sources == [Path(p).name for p in alice]
     text = gpath.read_text()
-    assert "alice" in text and "png" in text and len(text) < 20000  # embeddings only
+    # Embeddings only, and sealed: neither the names nor the file names are readable.
+    assert "alice" not in text and "png" not in text and len(text) < 20000
     probe = embed_faces(tiny_model, alice[:1])
     assert g.distances("alice", probe)[0] == pytest.approx(0.0, abs=1e-4)
     # More images append; --replace replaces.
@@ -120,12 +131,10 @@ def test_interrupted_save_keeps_previous_file(tmp_path, monkeypatch, rng):
     before = gpath.read_bytes()
     g.add("bob", unit(rng, 1, 8))
 
-    def write_half_then_fail(self, text, *args, **kwargs):  # the disk fills up mid-write
-        with open(self, "w") as f:
-            f.write(text[: len(text) // 2])
+    def fail(fd):  # the disk fills up: the data written so far never reaches the disk
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(Path, "write_text", write_half_then_fail)
+    monkeypatch.setattr("facelivenet.auth.gallery.protect.os.fsync", fail)
     with pytest.raises(GalleryError, match="No space left"):
         g.save(gpath)
     monkeypatch.undo()
@@ -377,3 +386,21 @@ def test_enroll_refuses_two_people_under_one_name(runner, tmp_path):
     assert not g.exists()
     res = runner.invoke(cli, ["enroll", "mix", str(obama), str(biden), "--gallery", str(g), "--force"])
     assert res.exit_code == 0, res.output
+
+
+def test_cli_enroll_normalises_names_and_refuses_look_alikes(tiny_model_path, tmp_path):
+    import unicodedata
+
+    gpath = str(tmp_path / "g.json")
+    imgs = make_images(tmp_path, 1, seed=13)
+    common = ["--gallery", gpath, "--model", str(tiny_model_path), "--cropped"]
+    nfd = unicodedata.normalize("NFD", "Zoë")
+    assert CliRunner().invoke(_cli(), ["enroll", nfd, *imgs, *common]).exit_code == 0
+    r = CliRunner().invoke(_cli(), ["enroll", "Zoë", *imgs, *common, "--json"])  # NFC: the same person
+    assert r.exit_code == 0 and (json.loads(r.stdout)["total"], json.loads(r.stdout)["identities"]) == (2, 1)
+    for lookalike in ("Zоë", "ZOË"):  # a Cyrillic о; capitals
+        r = CliRunner().invoke(_cli(), ["enroll", lookalike, *imgs, *common])
+        assert r.exit_code == 2 and "looks like the enrolled identity 'Zoë'" in r.output
+        assert len(r.output.strip().splitlines()) == 1 and "Traceback" not in r.output
+    assert CliRunner().invoke(_cli(), ["enroll", "Zoe", *imgs, *common]).exit_code == 0  # ë is not e
+    assert Gallery.load(gpath).names() == ["Zoë", "Zoe"]

@@ -139,10 +139,10 @@ def test_warp_face_at_the_template_is_the_identity():
 def test_load_face_augmentation_is_a_function_of_the_seed(tmp_path):
     _img(tmp_path / "a.png", size=(112, 112), rng=np.random.default_rng(3))
     lm = landmark_template(112)
-    a = joint.load_face(str(tmp_path / "a.png"), lm, 80, seed=(0, 1, 5), flip=True, grey_share=0.5)
-    b = joint.load_face(str(tmp_path / "a.png"), lm, 80, seed=(0, 1, 5), flip=True, grey_share=0.5)
+    a = joint.load_face(str(tmp_path / "a.png"), lm, 80, seed=(0, 1, 5), flip=True, gray_share=0.5)
+    b = joint.load_face(str(tmp_path / "a.png"), lm, 80, seed=(0, 1, 5), flip=True, gray_share=0.5)
     assert np.array_equal(a, b)
-    greys = [joint.load_face(str(tmp_path / "a.png"), lm, 80, seed=(0, 1, k), grey_share=1.0) for k in range(3)]
+    greys = [joint.load_face(str(tmp_path / "a.png"), lm, 80, seed=(0, 1, k), gray_share=1.0) for k in range(3)]
     assert all(np.array_equal(g[..., 0], g[..., 1]) for g in greys)
 
 
@@ -181,7 +181,7 @@ def test_teacher_key_changes_with_the_landmarks():
 
 def test_joint_config_refuses_center_losses():
     from facelivenet.errors import ConfigError
-    from facelivenet.train.config import JointConfig, VerificationLossConfig
+    from facelivenet.train.options import JointConfig, VerificationLossConfig
 
     with pytest.raises(ConfigError, match="none, arcface or cosface"):
         JointConfig(data="d", out="o.keras", loss=VerificationLossConfig(kind="center"))
@@ -190,7 +190,7 @@ def test_joint_config_refuses_center_losses():
 @pytest.mark.slow
 def test_train_joint_runs_masked_losses_and_records_the_geometry(fer_dir, tmp_path):
     from facelivenet.models.io import load_network
-    from facelivenet.train.config import JointConfig, VerificationLossConfig
+    from facelivenet.train.options import JointConfig, VerificationLossConfig
     from facelivenet.train.logs import read_csv
     from facelivenet.train.run import train_joint
 

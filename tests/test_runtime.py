@@ -124,7 +124,7 @@ def test_an_unknown_runtime_is_refused_before_any_model_loads():
 def test_cli_runtime_option_lists_the_choices(runner):
     res = runner.invoke(cli, ["compare", "a.jpg", "b.jpg", "--runtime", "tflite"])
     assert res.exit_code == 2 and "'tflite' is not one of 'keras', 'onnx'" in res.stderr
-    for command in ("compare", "analyze", "identify", "enroll", "verify-video", "realtime"):
+    for command in ("compare", "analyze", "identify", "enroll", "verify-video", "realtime", "serve"):
         assert "--runtime [keras|onnx]" in runner.invoke(cli, [command, "--help"]).stdout, command
 
 
@@ -220,7 +220,7 @@ def _cli_without_tensorflow(args, cache_root):
 @pytest.mark.slow
 @pytest.mark.realdata
 def test_compare_and_analyze_on_onnx_never_import_tensorflow_and_agree_with_keras(onnx_cache, runner):
-    from facelivenet.runtime.backend import detector_folder, network_entry
+    from facelivenet.runtime.inference import detector_folder, network_entry
     from facelivenet.paths import default_model_path
 
     a, b = str(shared_data("photos", "obama.jpg")), str(shared_data("photos", "biden.jpg"))
@@ -302,6 +302,11 @@ def test_a_lost_face_runs_the_full_detector_at_once(astronaut_canvas):
     counts = [len(tracker.detect(f)) for f in (one, one, blank, one)]
     assert counts == [1, 1, 0, 1]
     assert (tracker.full_runs, tracker.followed) == (3, 1)  # the blank frame, then no track to follow
+    # Another view of the frame (the analyser's full-resolution search beside its downscaled
+    # one) runs the full detector and leaves the track alone.
+    tracker = TrackingDetector(FaceDetector(), every=10)
+    views = [tracker.detect(one, downscale=2.0), tracker.detect(one), tracker.detect(one, downscale=2.0)]
+    assert [len(v) for v in views] == [1, 1, 1] and (tracker.full_runs, tracker.followed) == (2, 1)
     with pytest.raises(InputError, match="N >= 1"):
         TrackingDetector(FaceDetector(), every=0)
 
@@ -334,3 +339,14 @@ def test_a_gallery_enrolled_on_onnx_is_accepted_and_matched_on_keras(onnx_cache,
         found[runtime] = json.loads(res.stdout)
     assert found["keras"]["name"] == found["onnx"]["name"] == "obama"
     assert abs(found["keras"]["distance"] - found["onnx"]["distance"]) < 1e-3
+
+
+@pytest.mark.slow
+def test_serve_runs_on_the_runtime_it_is_given(onnx_cache, runner, tmp_path):
+    pytest.importorskip("fastapi")
+    from facelivenet.serve.service import Service
+    from facelivenet.serve.settings import ServeSettings
+
+    service = Service(ServeSettings(state_dir=tmp_path / "state", runtime="onnx"))
+    assert service.auth.runtime == "onnx" and service.auth.model.path.suffix == ".onnx"
+    assert "--runtime [keras|onnx]" in runner.invoke(cli, ["serve", "--help"]).stdout

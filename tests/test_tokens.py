@@ -27,6 +27,10 @@ KEY = bytes(range(32))
 T0 = 1_800_000_000
 
 
+OK_PAYLOAD = {"v": 2, "kid": tokens.key_id(KEY), "nonce": "0" * 32, "expressions": ["happy"], "issued": T0,
+              "expiry": T0 + 60, "identity": None, "gallery": None, "model": None}
+
+
 def clock(t=T0):
     return lambda: t
 
@@ -54,11 +58,12 @@ def config_home(tmp_path, monkeypatch):
 
 def test_issue_and_verify_round_trip():
     token, claims = issue_token(KEY, ("happy", "surprise"), 2, ttl=180, clock=clock(), rng=random.Random(0))
-    assert len(token) < 300 and token.count(".") == 1
+    assert len(token) < 400 and token.count(".") == 1
     assert claims.issued == T0 and claims.expiry == T0 + 180
     assert set(claims.expressions) == {"happy", "surprise"}
     payload = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
-    assert set(payload) == {"v", "nonce", "expressions", "issued", "expiry"}
+    assert set(payload) == {"v", "kid", "nonce", "expressions", "issued", "expiry", "identity", "gallery", "model"}
+    assert payload["kid"] == tokens.key_id(KEY) and payload["identity"] is payload["model"] is None
     check = verify_token(token, KEY, now=T0 + 10)
     assert check.ok and check.claims == claims
     c = check.claims.challenge_for_clip(12.0)
@@ -89,7 +94,7 @@ def test_tampered_signature_and_other_key_reject():
     flipped = sig[:-2] + ("A" if sig[-2] != "A" else "B") + sig[-1]
     assert verify_token(f"{payload}.{flipped}", KEY, now=T0).reason.code == ReasonCode.TOKEN_TAMPERED
     assert verify_token(f"{payload}.{sig[:10]}", KEY, now=T0).reason.code == ReasonCode.TOKEN_TAMPERED
-    assert verify_token(token, bytes(32), now=T0).reason.code == ReasonCode.TOKEN_TAMPERED
+    assert verify_token(token, bytes(32), now=T0).reason.code == ReasonCode.TOKEN_UNKNOWN_KEY  # a rotated key is not "tampered"
 
 
 def test_expired_and_not_yet_valid():
@@ -114,7 +119,7 @@ def test_expired_or_tampered_token_does_not_burn_its_nonce(tmp_path):
     store = NonceStore(tmp_path / "n.db")
     token, claims = issue_token(KEY, ttl=60, clock=clock())
     assert verify_token(token, KEY, nonces=store, now=T0 + 100).reason.code == ReasonCode.TOKEN_EXPIRED
-    assert verify_token(token, bytes(32), nonces=store, now=T0).reason.code == ReasonCode.TOKEN_TAMPERED
+    assert verify_token(token, bytes(32), nonces=store, now=T0).reason.code == ReasonCode.TOKEN_UNKNOWN_KEY
     assert not store.is_used(claims.nonce) and len(store) == 0
 
 
@@ -141,17 +146,17 @@ def test_unparsable_tokens_raise_token_error(text):
 
 
 @pytest.mark.parametrize("change", [
-    {"v": 2}, {"v": True}, {"nonce": "zz"}, {"issued": -1}, {"issued": 1.5}, {"expiry": T0},
+    {"v": 1}, {"v": True}, {"kid": "ABC"}, {"identity": ""}, {"identity": "x", "gallery": None},
+    {"model": "md5:00"}, {"gallery": "sha256:" + "0" * 64}, {"nonce": "zz"}, {"issued": -1}, {"issued": 1.5}, {"expiry": T0},
     {"expressions": []}, {"expressions": ["neutral"]}, {"expressions": "happy"},
     {"expressions": ["happy", "happy"]}, {"expressions": [1]}, {"extra": 1},
 ])
 def test_signed_but_malformed_payload_is_an_error(change):
-    payload = {"v": 1, "nonce": "0" * 32, "expressions": ["happy"], "issued": T0, "expiry": T0 + 60}
+    payload = dict(OK_PAYLOAD)
     payload.update(change)
     with pytest.raises(TokenError):
         verify_token(signed(payload), KEY, now=T0)
-    ok = {"v": 1, "nonce": "0" * 32, "expressions": ["happy"], "issued": T0, "expiry": T0 + 60}
-    assert verify_token(signed(ok), KEY, now=T0).ok
+    assert verify_token(signed(OK_PAYLOAD), KEY, now=T0).ok
 
 
 def test_token_error_is_an_input_error():
@@ -188,7 +193,8 @@ _json = st.recursive(
 @given(st.one_of(
     _json,
     st.fixed_dictionaries({
-        "v": _json | st.just(1), "nonce": _json | st.just("a" * 32),
+        "v": _json | st.just(2), "kid": _json | st.just(tokens.key_id(KEY)), "nonce": _json | st.just("a" * 32),
+        "identity": _json | st.just(None), "gallery": _json | st.just(None), "model": _json | st.just(None),
         "expressions": _json | st.lists(st.sampled_from(["happy", "surprise", "neutral", "x y"]), max_size=3),
         "issued": _json | st.integers(), "expiry": _json | st.integers(),
     }),
@@ -359,8 +365,10 @@ def test_cli_challenge_json_and_default_key(config_home):
     r = CliRunner().invoke(_cli(), ["challenge", "--length", "3", "--ttl", "60", "--json"])
     assert r.exit_code == 0, r.output
     d = json.loads(r.stdout)
-    assert set(d) == {"token", "nonce", "expressions", "issued", "expiry"}
+    assert set(d) == {"token", "nonce", "expressions", "issued", "expiry", "kid", "identity", "gallery", "model",
+                      "entropy_bits", "possible_challenges"}
     assert len(d["expressions"]) == 3 and d["expiry"] - d["issued"] == 60
+    assert d["identity"] is d["gallery"] is d["model"] is None and d["kid"] == tokens.key_id(load_key())
     assert verify_token(d["token"], load_key()).ok
     assert (config_home / tokens.KEY_FILE_NAME).exists()
 

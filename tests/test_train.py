@@ -59,7 +59,7 @@ def ck_data(tmp_path_factory) -> Path:
 
 
 def _vcfg(id_data, tmp_path, **kw):
-    from facelivenet.train.config import VerificationConfig
+    from facelivenet.train.options import VerificationConfig
 
     base = dict(
         data=str(id_data), out=str(tmp_path / "s1.keras"), epochs=2, batch_size=8, steps_per_epoch=2,
@@ -85,7 +85,7 @@ def test_weight_decay_is_in_the_differentiated_loss(tiny_config):
 
     from facelivenet import losses
     from facelivenet.models.network import FaceLiveNet
-    from facelivenet.train.config import VerificationLossConfig
+    from facelivenet.train.options import VerificationLossConfig
     from facelivenet.train.stages import VerificationStage
 
     keras.utils.set_random_seed(0)
@@ -192,7 +192,7 @@ def test_ctrl_c_saves_and_resume_continues_exactly(id_data, tmp_path):
 @pytest.mark.slow
 def test_stage2_freezes_stem_and_branch1_and_takes_the_dataset_classes(ck_data, tiny_model_path, tmp_path):
     from facelivenet.models.io import load_network
-    from facelivenet.train.config import ExpressionConfig
+    from facelivenet.train.options import ExpressionConfig
     from facelivenet.train.logs import read_csv
     from facelivenet.train.run import train_expression
 
@@ -219,7 +219,7 @@ def test_stage2_freezes_stem_and_branch1_and_takes_the_dataset_classes(ck_data, 
 def test_stage2_train_all_fine_tunes_the_stem_and_keep_branch2_keeps_branch2(ck_data, tiny_model_path, tmp_path):
     from facelivenet.errors import ConfigError
     from facelivenet.models.io import load_network
-    from facelivenet.train.config import ExpressionConfig
+    from facelivenet.train.options import ExpressionConfig
     from facelivenet.train.run import train_expression
 
     common = dict(data=str(ck_data), epochs=1, batch_size=8, steps_per_epoch=2, val_fraction=0.34, quiet=True,
@@ -247,7 +247,7 @@ def test_stage2_train_all_fine_tunes_the_stem_and_keep_branch2_keeps_branch2(ck_
 @pytest.mark.slow
 def test_multitask_logs_weights_every_step_and_plots(ck_data, tiny_model_path, tmp_path):
     from facelivenet.models.io import load_network
-    from facelivenet.train.config import MultitaskConfig
+    from facelivenet.train.options import MultitaskConfig
     from facelivenet.train.logs import read_csv
     from facelivenet.train.run import train_multitask
 

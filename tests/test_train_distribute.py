@@ -28,9 +28,9 @@ import keras
 import numpy as np
 from facelivenet.config import NetworkConfig
 from facelivenet.models.network import FaceLiveNet
-from facelivenet.train.config import VerificationLossConfig
-from facelivenet.train.loop import _make_step, make_optimizer
+from facelivenet.train.options import VerificationLossConfig
 from facelivenet.train.stages import MultitaskStage, VerificationStage
+from facelivenet.train.steps import make_optimizer, make_step
 
 kind, stage_name = sys.argv[1], sys.argv[2]
 cfg = NetworkConfig.from_preset("simple", image_size=80, embedding_size=32, dropout=0.0, weight_decay=1e-3)
@@ -62,7 +62,7 @@ def run(strategy):
         if stage.unit_variables():
             unit = keras.optimizers.SGD(0.5)
             unit.build(stage.unit_variables())
-        step = _make_step(stage, opt, unit, strategy, 8)
+        step = make_step(stage, opt, unit, strategy, 8)
     dist = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensor_slices((images, labels)).batch(8))
     for x, y in dist:
         logs = {k: float(v) for k, v in step(x, y).items()}

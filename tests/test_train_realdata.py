@@ -43,7 +43,7 @@ def _centroid_accuracy(net, train_paths, train_ids, test_paths, test_ids) -> flo
 
 def test_stage1_att_faces_learns_identities(tmp_path):
     from facelivenet.models.io import load_network
-    from facelivenet.train.config import VerificationConfig, VerificationLossConfig
+    from facelivenet.train.options import VerificationConfig, VerificationLossConfig
     from facelivenet.train.logs import read_csv
     from facelivenet.train.run import train_verification
 
@@ -86,7 +86,7 @@ def test_stage1_att_faces_learns_identities(tmp_path):
 
 
 def test_stage2_fer2013_sample_beats_chance(tmp_path):
-    from facelivenet.train.config import ExpressionConfig
+    from facelivenet.train.options import ExpressionConfig
     from facelivenet.train.run import train_expression
 
     fer = shared_data("fer2013")
@@ -110,7 +110,7 @@ def test_stage2_fer2013_sample_beats_chance(tmp_path):
 
 def test_multitask_ckplus48_runs_and_weights_move(tmp_path, tiny_model_path):
     from facelivenet.models.io import load_network
-    from facelivenet.train.config import MultitaskConfig
+    from facelivenet.train.options import MultitaskConfig
     from facelivenet.train.logs import read_csv
     from facelivenet.train.run import train_multitask
 

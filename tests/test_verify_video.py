@@ -145,8 +145,9 @@ def test_verify_clip_accepts_neutral_then_the_challenged_expression(tmp_path):
                          ChallengeSettings())
     assert result.decision.accepted, result.decision.reasons
     assert [p.name for p in result.decision.phases] == ["neutral", "surprise"]
-    # Decided on the third surprise frame (index 10): the rest is neither decoded nor analysed.
-    assert result.frames_analysed == 11 and result.indices[-1] == 10 and result.stopped_early
+    # Decided on the fourth surprise frame (index 11, 0.3 s after the first): the rest is
+    # neither decoded nor analysed.
+    assert result.frames_analyzed == 12 and result.indices[-1] == 11 and result.stopped_early
     assert result.decision.phases[1].first_frame == 8
 
 
@@ -162,7 +163,7 @@ def test_verify_clip_stops_at_a_final_reject(tmp_path):
     result = verify_clip(clip, TwoFaces([("neutral", True)], ref), ref, Challenge.for_clip(("happy",), 15.0),
                          ChallengeSettings())
     assert result.decision.codes == ("multiple_faces",)
-    assert result.frames_analysed == 1 and result.stopped_early
+    assert result.frames_analyzed == 1 and result.stopped_early
 
 
 def test_verify_clip_without_any_face_reads_to_the_end(tmp_path):
@@ -174,7 +175,7 @@ def test_verify_clip_without_any_face_reads_to_the_end(tmp_path):
     ref = np.eye(4, dtype=np.float32)[:1]
     result = verify_clip(_script_clip(tmp_path, 40), NoFace([("neutral", True)], ref), ref,
                          Challenge.for_clip(("happy",), 15.0), ChallengeSettings())
-    assert result.frames_analysed == 40 and not result.stopped_early
+    assert result.frames_analyzed == 40 and not result.stopped_early
 
 
 def test_verify_clip_rejects_an_identity_swap_at_the_expression(tmp_path):
@@ -195,12 +196,12 @@ def test_cli_photo_attack_is_rejected_with_a_full_report(tiny_model_path, face_c
                                  "--annotate", str(annotated), "--quiet"])
     assert res.exit_code == 1, res.output
     report = assert_contract(json.loads(res.stdout))
-    for key in ("decision", "reasons", "challenge", "identity", "liveness", "frames_analysed", "fps"):
+    for key in ("decision", "reasons", "challenge", "identity", "liveness", "frames_analyzed", "fps"):
         assert key in report
     assert report["schema_version"] == "1.0" and report["clip"] == str(face_clip)
     assert 0 <= report["score"] < 0.5 and report["processing"]["frames_per_second"] > 0
     assert report["decision"] == "reject" and report["reasons"]
-    assert report["frames_analysed"] == 20 and report["fps"] == pytest.approx(10.0)
+    assert report["frames_analyzed"] == 20 and report["fps"] == pytest.approx(10.0)
     assert report["challenge"]["expressions"] == ["happy"]
     assert timeline.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert read_frames(annotated)[0].frame_count == 20
@@ -257,8 +258,8 @@ def test_cli_on_the_real_surprise_clip(tiny_model_path, tmp_path):
                                  "--timeline", str(tmp_path / "t.png"), "--annotate", str(tmp_path / "a.mp4")])
     assert res.exit_code in (0, 1), res.output
     report = json.loads(res.stdout)
-    assert report["frames_analysed"] == 72 or (
-        report["processing"]["stopped_at_decision"] and report["frames_analysed"] < 72)
+    assert report["frames_analyzed"] == 72 or (
+        report["processing"]["stopped_at_decision"] and report["frames_analyzed"] < 72)
     # The clip shows one face, the same as the reference frame, throughout.
     assert report["identity"]["threshold"] > 0
     assert (tmp_path / "t.png").stat().st_size > 10_000
@@ -297,7 +298,7 @@ def test_realtime_headless_on_a_video_file_ends_with_a_decision(tiny_model_path,
     assert events[0]["event"] == "challenge" and events[0]["expressions"] == ["happy"]
     assert events[1]["event"] == "state" and events[1]["state"] == "neutral"
     assert events[-1]["event"] == "decision" and events[-1]["decision"] == "reject"
-    assert events[-1]["frames_analysed"] == 20
+    assert events[-1]["frames_analyzed"] == 20
     # The same contract as verify-video: reference, clip, fps and timings filled in.
     final = assert_contract(events[-1])
     assert final["identity"]["reference"] == {"ref": str(ref)} and final["clip"] == str(face_clip)
@@ -316,7 +317,7 @@ def test_malformed_token_is_a_reject_like_a_tampered_one(tiny_model_path, face_c
     assert res.exit_code == 1, res.output
     report = assert_contract(json.loads(res.stdout))
     assert [r["code"] for r in report["reasons"]] == ["token_malformed"]
-    assert report["challenge"] is None and report["score"] == 0 and report["frames_analysed"] == 0
+    assert report["challenge"] is None and report["score"] == 0 and report["frames_analyzed"] == 0
 
 
 def test_json_errors_are_json_on_stdout_with_exit_2(tiny_model_path, face_clip, tmp_path):
@@ -472,8 +473,8 @@ def test_audit_images_of_each_completed_step(tmp_path):
 
     obs = [FrameObservation(i / 10, [FaceObservation((80, 80, 240, 240), 0.2, probs("neutral", 0.7 + 0.01 * i))],
                             index=i) for i in range(12)]
-    obs += [FrameObservation(i / 10, [FaceObservation((80, 80, 240, 240), 0.3, probs("happy", [0.6, 0.95, 0.7][i - 12]))],
-                             index=i) for i in range(12, 15)]
+    obs += [FrameObservation(i / 10, [FaceObservation((80, 80, 240, 240), 0.3, probs("happy", [0.6, 0.95, 0.7, 0.65][i - 12]))],
+                             index=i) for i in range(12, 16)]  # happy held 0.3 s
     decision = run_challenge(Challenge.for_clip(("happy",), 10.0), obs)
     assert decision.accepted
     audit = write_audit(tmp_path / "audit", decision, clip, reference=(_face_frame(), (80, 80, 240, 240)))
@@ -577,4 +578,36 @@ def test_a_still_image_or_a_raw_stream_given_as_a_clip(tiny_model_path, tmp_path
     assert info.frame_count == 12
     res = _runner().invoke(cli, ["verify-video", str(mjpeg), *base, "--json"])
     assert res.exit_code == 1, res.output
-    assert json.loads(res.stdout)["frames_analysed"] == 12
+    assert json.loads(res.stdout)["frames_analyzed"] == 12
+
+
+def test_bound_token_refuses_another_identity_and_a_second_nonce_db(tiny_model_path, face_clip, tmp_path):
+    """challenge --identity binds the token: verify-video for someone else is a reject before any frame;
+    for the right identity the clip is analysed and the token spent, also for a fresh --nonce-db."""
+    face = tmp_path / "alice.png"
+    cv2.imwrite(str(face), cv2.imread(str(FACES / "astronaut_centre.png")))
+    other = tmp_path / "bob.png"
+    cv2.imwrite(str(other), cv2.imread(str(FACES / "astronaut_centre.png"))[::-1].copy())
+    gallery, key = tmp_path / "g.json", tmp_path / "keys" / "k.key"
+    for name, img in (("alice", face), ("bob", other)):
+        res = _runner().invoke(cli, ["enroll", name, str(img), "--gallery", str(gallery), "--cropped",
+                                     "--model", str(tiny_model_path), "--force"])
+        assert res.exit_code == 0, res.output
+    res = _runner().invoke(cli, ["challenge", "--identity", "alice", "--gallery", str(gallery), "--model",
+                                 str(tiny_model_path), "--key-file", str(key), "--expressions", "happy", "--json"])
+    assert res.exit_code == 0, res.output
+    issued = json.loads(res.stdout)
+    assert issued["identity"] == "alice" and issued["model"].startswith("sha256:") and issued["gallery"]
+    base = ["verify-video", str(face_clip), "--model", str(tiny_model_path), "--gallery", str(gallery),
+            "--token", issued["token"], "--key-file", str(key), "--json", "--quiet"]
+    res = _runner().invoke(cli, [*base, "--identity", "bob"])
+    assert res.exit_code == 1, res.output
+    report = assert_contract(json.loads(res.stdout))
+    assert [r["code"] for r in report["reasons"]] == ["token_identity_mismatch"] and report["frames_analyzed"] == 0
+    res = _runner().invoke(cli, [*base, "--identity", "alice", "--nonce-db", str(tmp_path / "one.db")])
+    assert res.exit_code == 1, res.output  # a still photo fails liveness, but the token was accepted and spent
+    report = json.loads(res.stdout)
+    assert not any(r["code"].startswith("token_") for r in report["reasons"]) and report["frames_analyzed"] > 0
+    res = _runner().invoke(cli, [*base, "--identity", "alice", "--nonce-db", str(tmp_path / "two.db")])
+    assert res.exit_code == 1 and [r["code"] for r in json.loads(res.stdout)["reasons"]] == ["token_reused"]
+    assert (key.parent / "k.key.used-nonces.sqlite3").is_file()

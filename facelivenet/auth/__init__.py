@@ -11,5 +11,6 @@ Modules (import what you need; nothing here imports TensorFlow):
 - :mod:`facelivenet.auth.nonces` — the SQLite store of used token nonces.
 - :mod:`facelivenet.auth.offline` — the clip mode's challenge from ``--token`` or
   ``--challenge``, with the token consumed once.
-- :mod:`facelivenet.auth.gallery` — enrolled embeddings tied to a model fingerprint.
+- :mod:`facelivenet.auth.gallery` — enrolled embeddings tied to a model fingerprint, in
+  AES-GCM sealed files edited under a lock (package: protect, store, names, enroll).
 """

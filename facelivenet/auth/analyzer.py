@@ -4,6 +4,11 @@ Detection may run on a downscaled copy of the frame (the original realtime demo 
 1/3); boxes and landmarks are mapped back to the frame, and the crops are cut from
 the full-resolution frame with the model's own alignment settings. All faces of a
 frame go through the network in one batched forward.
+
+A downscaled detection misses small faces (at 640x480 and 320 px, faces under ~26 px):
+every :data:`FULL_CHECK_EVERY`-th analysed frame is also searched at full resolution,
+and the faces only that search finds are added, so a small second face in view is
+seen (and rejects as ``multiple_faces``) within a few frames.
 """
 
 from __future__ import annotations
@@ -14,11 +19,14 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from facelivenet.auth.challenge import FrameObservation
+from facelivenet.auth.challenge import FrameObservation, box_iou
 from facelivenet.auth.observe import frame_observation
 from facelivenet.config import DETECT_MAX_SIDE
 from facelivenet.faces import MIN_FACE_SCORE, FacePath
 from facelivenet.preprocess import to_rgb
+
+#: Every this many analysed frames, detection also runs at full resolution (small faces).
+FULL_CHECK_EVERY = 5
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,7 @@ class FrameAnalysis:
             self.classes,
             reference,
             index,
+            landmarks=[f.landmarks for f in self.faces],
         )
 
 
@@ -79,11 +88,16 @@ class FrameAnalyzer:
         detect_max_side: frames whose longer side exceeds this are downscaled for
             detection, boxes mapped back by the detector (``None``: never).
         min_score: detections below this confidence are ignored.
+        full_check_every: when frames are downscaled for detection, every this many
+            analysed frames are also searched at full resolution (0: never).
     """
 
     def __init__(self, model: Any, detector: Any = None, align: Callable[..., np.ndarray] | None = None,
-                 *, detect_max_side: int | None = DETECT_MAX_SIDE, min_score: float = MIN_FACE_SCORE):
+                 *, detect_max_side: int | None = DETECT_MAX_SIDE, min_score: float = MIN_FACE_SCORE,
+                 full_check_every: int = FULL_CHECK_EVERY):
         self.model = model
+        self.full_check_every = int(full_check_every)
+        self._frames = 0
         self.path = FacePath(model.config, detector, align, detect_max_side=detect_max_side, min_score=min_score)
         self.detector = self.path.detector
         self.detect_max_side = detect_max_side
@@ -92,6 +106,14 @@ class FrameAnalyzer:
     def detect(self, image: np.ndarray) -> list[Any]:
         """Detections (score >= ``min_score``) in full-frame pixels (the one face path's ``all``)."""
         return self.path.detect(image)
+
+    def _full_check_due(self, image: np.ndarray) -> bool:
+        every = self.full_check_every
+        return (every > 0 and self._frames % every == 0 and bool(self.detect_max_side)
+                and max(image.shape[:2]) > self.detect_max_side)
+
+    def _detect_full(self, image: np.ndarray) -> list[Any]:
+        return [d for d in self.detector.detect(image) if float(d.score) >= self.min_score]
 
     def analyze(self, image: np.ndarray) -> FrameAnalysis:
         """Analyse one (H, W, 3) uint8 RGB frame (grey and RGBA are converted)."""
@@ -108,6 +130,10 @@ class FrameAnalyzer:
         for image in images:
             t0 = time.perf_counter()
             found = self.detect(image)
+            if self._full_check_due(image):
+                found = found + [d for d in self._detect_full(image)
+                                 if all(box_iou(tuple(d.box), tuple(f.box)) < 0.3 for f in found)]
+            self._frames += 1
             detect_s.append(time.perf_counter() - t0)
             dets.append(found)
             crops.extend(self.path.align(image, d) for d in found)

@@ -197,7 +197,7 @@ def liveness_section(decision: Decision) -> dict[str, Any]:
     }
 
 
-def decision_report(decision: Decision, *, frames_analysed: int | None = None, fps: float | None = None,
+def decision_report(decision: Decision, *, frames_analyzed: int | None = None, fps: float | None = None,
                     reference: Any = None, token: Mapping[str, Any] | None = None, clip: str | None = None,
                     processing: Mapping[str, Any] | None = None, audit: Any = None,
                     outputs: Mapping[str, Any] | None = None,
@@ -207,7 +207,7 @@ def decision_report(decision: Decision, *, frames_analysed: int | None = None, f
     Args:
         decision: the engine's decision (or :meth:`Decision.rejected` for a token
             rejected before any frame was read).
-        frames_analysed: frames that went through the analyser (default: the trace length).
+        frames_analyzed: frames that went through the analyser (default: the trace length).
         fps: the analysed stream's frame rate (frames per second of source time).
         reference: what identity was checked against, e.g. ``{"identity": "alice",
             "gallery": "g.json"}`` or ``{"ref": "me.jpg"}``.
@@ -235,7 +235,7 @@ def decision_report(decision: Decision, *, frames_analysed: int | None = None, f
         "challenge": challenge,
         "identity": identity_section(decision, reference),
         "liveness": liveness_section(decision),
-        "frames_analysed": len(decision.trace) if frames_analysed is None else int(frames_analysed),
+        "frames_analyzed": len(decision.trace) if frames_analyzed is None else int(frames_analyzed),
         "fps": None if fps is None else float(fps),
         "decided_at": decision.decided_at,
         "decided_frame": decision.decided_frame,

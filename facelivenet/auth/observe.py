@@ -13,14 +13,15 @@ from typing import Sequence
 
 import numpy as np
 
-from facelivenet.auth.challenge import FaceObservation, FrameObservation
+from facelivenet.auth.challenge import FaceObservation, FrameObservation, pose_from_landmarks
 from facelivenet.auth.gallery import identity_distances
 from facelivenet.errors import InputError
 
 
 def frame_observation(timestamp: float, boxes: np.ndarray | Sequence[Sequence[float]],
                       embeddings: np.ndarray, expressions: np.ndarray, classes: Sequence[str],
-                      reference: np.ndarray, index: int | None = None) -> FrameObservation:
+                      reference: np.ndarray, index: int | None = None,
+                      landmarks: np.ndarray | Sequence | None = None) -> FrameObservation:
     """One frame's observation.
 
     Args:
@@ -32,6 +33,8 @@ def frame_observation(timestamp: float, boxes: np.ndarray | Sequence[Sequence[fl
         reference: (K, D) unit embeddings of the enrolled identity (or one ``--ref``
             image); each face's distance is to the nearest of them.
         index: the frame's number in its source.
+        landmarks: (N, 5, 2) detector landmarks of the faces, for the head-move pose
+            measures (None: no pose; head-move steps are then never shown).
     """
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     embeddings = np.asarray(embeddings, dtype=np.float32)
@@ -44,11 +47,14 @@ def frame_observation(timestamp: float, boxes: np.ndarray | Sequence[Sequence[fl
     if n and expressions.shape[1] != len(classes):
         raise InputError(f"{expressions.shape[1]} expression columns for {len(classes)} class names")
     distances = identity_distances(embeddings, reference) if n else np.zeros((0,), np.float32)
+    if landmarks is not None and len(landmarks) != n:
+        raise InputError(f"{n} boxes but {len(landmarks)} sets of landmarks")
     faces = [
         FaceObservation(
             box=tuple(float(v) for v in boxes[i]),
             identity_distance=float(distances[i]),
             expressions={str(c): float(p) for c, p in zip(classes, expressions[i])},
+            pose=None if landmarks is None else pose_from_landmarks(landmarks[i]),
         )
         for i in range(n)
     ]

@@ -155,7 +155,7 @@ def run_live(frames: Iterable[Frame], analyzer: FrameAnalyzer, reference: np.nda
 
         audit = write_audit(audit_dir, decision, reference=reference_image, frames=best.frames)
     on_event({"event": "decision", "t": round(now[0], 3),
-              **decision_report(decision, frames_analysed=len(decision.trace), fps=fps, reference=reference_info,
+              **decision_report(decision, frames_analyzed=len(decision.trace), fps=fps, reference=reference_info,
                                 clip=source_name, processing=processing, audit=audit)})
     if window is not None:
         window.final(last_frame, decision)

@@ -12,7 +12,7 @@ from facelivenet.auth.analyzer import FaceResult
 
 GREEN = (40, 200, 60)
 RED = (230, 50, 50)
-GREY = (160, 160, 160)
+GRAY = (160, 160, 160)
 WHITE = (255, 255, 255)
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
@@ -25,7 +25,7 @@ def text_box(text: str, org: tuple[int, int], scale: float, thickness: int = 1) 
     return x - pad, y - th - pad, x + tw + pad, y + base + pad
 
 
-def _text(img: np.ndarray, text: str, org: tuple[int, int], scale: float, colour, thickness: int = 1) -> None:
+def _text(img: np.ndarray, text: str, org: tuple[int, int], scale: float, color, thickness: int = 1) -> None:
     """``text`` drawn once, on a dark translucent plate.
 
     A black outline drawn as a thicker pass of the same text (the usual trick) does not
@@ -37,7 +37,7 @@ def _text(img: np.ndarray, text: str, org: tuple[int, int], scale: float, colour
     x1, y1, x2, y2 = max(0, x1), max(0, y1), min(w, x2), min(h, y2)
     if x2 > x1 and y2 > y1:
         img[y1:y2, x1:x2] = (img[y1:y2, x1:x2] * 0.35).astype(img.dtype)
-    cv2.putText(img, text, org, FONT, scale, colour, thickness, cv2.LINE_AA)
+    cv2.putText(img, text, org, FONT, scale, color, thickness, cv2.LINE_AA)
 
 
 def draw_overlay(rgb: np.ndarray, faces: Sequence[FaceResult], classes: Sequence[str],
@@ -54,11 +54,11 @@ def draw_overlay(rgb: np.ndarray, faces: Sequence[FaceResult], classes: Sequence
     h, w = out.shape[:2]
     scale = max(0.4, min(w, h) / 900)
     for face, dist in zip(faces, distances):
-        colour = GREY if dist is None else (GREEN if dist <= threshold else RED)
+        color = GRAY if dist is None else (GREEN if dist <= threshold else RED)
         x1, y1, x2, y2 = (int(round(v)) for v in face.box)
-        cv2.rectangle(out, (x1, y1), (x2, y2), colour, max(1, int(2 * scale)))
+        cv2.rectangle(out, (x1, y1), (x2, y2), color, max(1, int(2 * scale)))
         label = "id ?" if dist is None else f"id d={dist:.2f}"
-        _text(out, label, (x1, max(12, y1 - 6)), scale, colour)
+        _text(out, label, (x1, max(12, y1 - 6)), scale, color)
     if faces:
         probs = faces[0].expressions
         bar_w = int(w * 0.22)
@@ -122,10 +122,10 @@ def plot_timeline(path: str | os.PathLike, times: Sequence[float], expressions: 
     ax2.set_ylabel("squared L2 distance")
     ax2.set_xlabel("time (s)")
     ax2.legend(loc="upper right", fontsize=8)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for k, (name, start, end) in enumerate(phases):
         for ax in (ax1, ax2):
-            ax.axvspan(start, max(end, start + 1e-3), color=colours[k % len(colours)], alpha=0.15)
+            ax.axvspan(start, max(end, start + 1e-3), color=colors[k % len(colors)], alpha=0.15)
         ax1.text(start, 0.97, name, va="top", fontsize=9)
     if title or reasons:
         text = title + ("\n" + "; ".join(reasons) if reasons else "")

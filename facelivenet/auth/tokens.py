@@ -1,15 +1,28 @@
 """Signed single-use challenge tokens for the offline (uploaded clip) mode.
 
 A token is ``<payload>.<signature>``, both unpadded base64url. The payload is compact
-JSON ``{"expiry":…,"expressions":[…],"issued":…,"nonce":"…","v":1}`` (times in whole
-Unix seconds); the signature is HMAC-SHA256 under a secret key over a fixed domain
-prefix and the encoded payload. The key lives in the user's config directory
+JSON ``{"expiry":…,"expressions":[…],"gallery":…,"identity":…,"issued":…,"kid":"…",
+"model":…,"nonce":"…","v":2}`` (times in whole Unix seconds); the signature is
+HMAC-SHA256 under a secret key over a fixed domain prefix and the encoded payload,
+written one way only: the unpadded base64url of exactly the 32 MAC bytes (any other
+spelling of the same bytes is refused as malformed).
+
+A token is bound to a session (:class:`TokenBinding`): the identity it was issued for,
+the fingerprint of that identity's enrolled template (:func:`template_fingerprint`:
+the gallery's model fingerprint, the name and the embeddings) and the model's
+fingerprint. A verification against another identity, another template or another
+model is refused (``token_identity_mismatch``, ``token_gallery_mismatch``,
+``token_model_mismatch``). A token issued without an identity binds nothing of the
+kind (for ``--ref`` photos); it says so with nulls. ``kid`` is :func:`key_id` of the
+signing key, so a verifier whose key was rotated answers ``token_unknown_key``, not
+"tampered", and may also be given the previous key. The key lives in the user's config directory
 (``$FACELIVENET_CONFIG_DIR``, else ``$XDG_CONFIG_HOME/facelivenet``, else
 ``~/.config/facelivenet``), created with 0600 permissions, or in an explicit key file.
 
 :func:`verify_token` answers a :class:`TokenCheck`: the parsed claims, and a reject
 :class:`~facelivenet.auth.challenge.Reason` when the token is tampered with, expired,
-not yet valid, or already used (its nonce is in the :class:`NonceStore`). A string
+not yet valid, signed by an unknown key, bound to another session, or already used
+(its nonce is in the :class:`NonceStore`, which serves one key id). A string
 that does not parse as a token raises :class:`~facelivenet.errors.TokenError`.
 """
 
@@ -35,13 +48,16 @@ from facelivenet.auth.challenge import (
     random_sequence, validate_expressions,
 )
 from facelivenet.auth.nonces import NonceStore
+from facelivenet.auth.token_binding import (  # noqa: F401 (re-exported)
+    KID_HEX, TokenBinding, binding_reason, key_id, template_fingerprint,
+)
 from facelivenet.auth.paths import CONFIG_ENV, config_dir  # noqa: F401 (re-exported)
 from facelivenet.errors import ChallengeError, TokenError
 
 #: File name of the default signing key inside the config directory.
 KEY_FILE_NAME = "challenge.key"
-#: Token payload format version.
-TOKEN_VERSION = 1
+#: Token payload format version (2: key id and session binding).
+TOKEN_VERSION = 2
 #: Default and largest token lifetime, seconds.
 DEFAULT_TTL = 180
 MAX_TTL = 7 * 86400
@@ -53,10 +69,15 @@ MAX_TOKEN_CHARS = 4096
 NONCE_BYTES = 16
 KEY_BYTES = 32
 
-_DOMAIN = b"facelivenet-challenge-token-v1."
+#: Longest identity name a token carries (the gallery's limit).
+MAX_IDENTITY_CHARS = 128
+
+_DOMAIN = b"facelivenet-challenge-token-v2."
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
 _NONCE_RE = re.compile(r"^[0-9a-f]{%d}$" % (2 * NONCE_BYTES))
-_KEYS = {"v", "nonce", "expressions", "issued", "expiry"}
+_KID_RE = re.compile(r"^[0-9a-f]{%d}$" % KID_HEX)
+_FINGERPRINT_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+_KEYS = {"v", "kid", "nonce", "expressions", "issued", "expiry", "identity", "gallery", "model"}
 
 
 #: Largest key file read (a key is 32+ bytes as hex; anything far bigger is not a key).
@@ -152,12 +173,21 @@ def _create_key(p: Path) -> None:
 
 @dataclass(frozen=True)
 class TokenClaims:
-    """What a token says: a challenge, its nonce and its validity window (Unix seconds)."""
+    """What a token says: a challenge, its nonce, its validity window (Unix seconds), the
+    id of the key that signed it and the session it is bound to (None: not bound)."""
 
     nonce: str
     expressions: tuple[str, ...]
     issued: int
     expiry: int
+    kid: str = ""
+    identity: str | None = None
+    gallery: str | None = None
+    model: str | None = None
+
+    @property
+    def binding(self) -> TokenBinding:
+        return TokenBinding(self.identity, self.gallery, self.model)
 
     def challenge_for_clip(self, time_limit: float) -> Challenge:
         """The challenge a clip answering this token must meet (clip time from 0)."""
@@ -165,7 +195,8 @@ class TokenClaims:
 
     def to_dict(self) -> dict[str, Any]:
         return {"nonce": self.nonce, "expressions": list(self.expressions),
-                "issued": self.issued, "expiry": self.expiry}
+                "issued": self.issued, "expiry": self.expiry, "kid": self.kid,
+                "identity": self.identity, "gallery": self.gallery, "model": self.model}
 
 
 @dataclass(frozen=True)
@@ -186,9 +217,10 @@ def _b64encode(data: bytes) -> str:
 
 def _b64decode(text: str, what: str) -> bytes:
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError):
         raise TokenError(f"malformed challenge token: its {what} is not base64url") from None
+    return data
 
 
 def _sign(key: bytes, payload_b64: str) -> bytes:
@@ -197,23 +229,28 @@ def _sign(key: bytes, payload_b64: str) -> bytes:
 
 def issue_token(key: bytes, choices: Sequence[str] = DEFAULT_EXPRESSIONS,
                 length: int = DEFAULT_LENGTH, ttl: int = DEFAULT_TTL, *,
+                binding: TokenBinding | None = None,
                 clock: Callable[[], float] = time.time,
                 rng: ChoiceRng | None = None) -> tuple[str, TokenClaims]:
-    """A fresh signed token for a random challenge of ``length`` expressions from ``choices``."""
+    """A fresh signed token for a random challenge of ``length`` steps from ``choices``,
+    bound to ``binding`` (default: bound to nothing)."""
     if not isinstance(ttl, int) or isinstance(ttl, bool) or not 1 <= ttl <= MAX_TTL:
         raise ChallengeError(f"token lifetime must be 1 to {MAX_TTL} seconds. Received: ttl={ttl!r}")
+    b = binding or TokenBinding()
     issued = int(clock())
     claims = TokenClaims(secrets.token_hex(NONCE_BYTES), random_sequence(choices, length, rng),
-                         issued, issued + ttl)
+                         issued, issued + ttl, key_id(key), b.identity, b.gallery, b.model)
+    _check_binding_claims(claims.identity, claims.gallery, claims.model, ChallengeError)
     return encode_token(key, claims), claims
 
 
 def encode_token(key: bytes, claims: TokenClaims) -> str:
-    """The signed compact token for ``claims``."""
+    """The signed compact token for ``claims`` (its ``kid`` is the key's)."""
     payload = json.dumps(
-        {"v": TOKEN_VERSION, "nonce": claims.nonce, "expressions": list(claims.expressions),
-         "issued": int(claims.issued), "expiry": int(claims.expiry)},
-        separators=(",", ":"), sort_keys=True,
+        {"v": TOKEN_VERSION, "kid": key_id(key), "nonce": claims.nonce, "expressions": list(claims.expressions),
+         "issued": int(claims.issued), "expiry": int(claims.expiry), "identity": claims.identity,
+         "gallery": claims.gallery, "model": claims.model},
+        separators=(",", ":"), sort_keys=True, ensure_ascii=True,
     ).encode("ascii")
     payload_b64 = _b64encode(payload)
     return f"{payload_b64}.{_b64encode(_sign(key, payload_b64))}"
@@ -248,6 +285,16 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed")
 
 
+def _check_binding_claims(identity: Any, gallery: Any, model: Any, error: type[Exception]) -> None:
+    if identity is not None and (not isinstance(identity, str) or not 0 < len(identity) <= MAX_IDENTITY_CHARS):
+        raise error(f"malformed challenge token: identity must be a name of 1 to {MAX_IDENTITY_CHARS} characters")
+    for name, value in (("gallery", gallery), ("model", model)):
+        if value is not None and (not isinstance(value, str) or not _FINGERPRINT_RE.match(value)):
+            raise error(f"malformed challenge token: {name} must be a sha256 fingerprint")
+    if (identity is None) != (gallery is None):
+        raise error("malformed challenge token: an identity is bound together with its gallery template")
+
+
 def _claims(data: Any) -> TokenClaims:
     if not isinstance(data, dict):
         raise TokenError("malformed challenge token: its payload is not a JSON object")
@@ -257,6 +304,9 @@ def _claims(data: Any) -> TokenClaims:
         )
     if type(data["v"]) is not int or data["v"] != TOKEN_VERSION:
         raise TokenError(f"malformed challenge token: unsupported version {data['v']!r}")
+    kid = data["kid"]
+    if not isinstance(kid, str) or not _KID_RE.match(kid):
+        raise TokenError("malformed challenge token: bad key id")
     nonce = data["nonce"]
     if not isinstance(nonce, str) or not _NONCE_RE.match(nonce):
         raise TokenError("malformed challenge token: bad nonce")
@@ -273,32 +323,65 @@ def _claims(data: Any) -> TokenClaims:
         names = validate_expressions(expressions)
     except ChallengeError as exc:
         raise TokenError(f"malformed challenge token: {exc}") from None
-    return TokenClaims(nonce, names, issued, expiry)
+    _check_binding_claims(data["identity"], data["gallery"], data["model"], TokenError)
+    return TokenClaims(nonce, names, issued, expiry, kid, data["identity"], data["gallery"], data["model"])
+
+
+def expired_reason(claims: TokenClaims, now: float, *, when: str = "") -> Reason | None:
+    """The ``token_expired`` reason when ``now`` is at or past the token's expiry."""
+    if now < claims.expiry:
+        return None
+    return Reason(
+        ReasonCode.TOKEN_EXPIRED,
+        f"the challenge token expired {now - claims.expiry:.0f} s ago{when} "
+        f"(it was valid for {claims.expiry - claims.issued} s)",
+    )
 
 
 def verify_token(token: str, key: bytes, *, nonces: NonceStore | None = None,
                  consume: bool = True, now: float | None = None,
-                 clock: Callable[[], float] = time.time) -> TokenCheck:
-    """Check a token: signature, validity window, then single use.
+                 clock: Callable[[], float] = time.time,
+                 previous_keys: Sequence[bytes] = (),
+                 binding: TokenBinding | None = None, check_binding: bool = False) -> TokenCheck:
+    """Check a token: key id and signature, validity window, binding, then single use.
 
     Args:
         token: the token string.
         key: the signing key (:func:`load_key`).
-        nonces: the store of used nonces; without one, reuse is not checked.
+        nonces: the store of used nonces; without one, reuse is not checked. It
+            serves one key id: a store of another key raises ``NonceStoreError``.
         consume: mark the nonce used when everything else is fine (the token then
             cannot be used again). With ``consume=False`` a used nonce is still
             reported; call :meth:`NonceStore.consume` later, when the clip has been
             read, and reject with ``token_reused`` if it returns False.
         now: the current time (default: ``clock()``).
+        previous_keys: keys that signed tokens still in flight (after a rotation).
+        binding: the session this verification checks (identity, template, model);
+            with ``check_binding`` (implied when ``binding`` is given) a token bound
+            to another is refused.
 
     Raises:
         TokenError: the string is not a well-formed token.
     """
     claims, payload_b64, signature = parse_token(token)
     now = float(clock() if now is None else now)
-    if not hmac.compare_digest(_sign(key, payload_b64), signature):
+    keys = {key_id(k): k for k in (*previous_keys, key)}
+    signer = keys.get(claims.kid)
+    if signer is None:
+        return TokenCheck(claims, Reason(
+            ReasonCode.TOKEN_UNKNOWN_KEY,
+            f"the challenge token was signed by key {claims.kid}, which this verifier does not have (its key is "
+            f"{key_id(key)}): the key was rotated? Give the previous key file too, or issue a new token",
+        ))
+    expected = _sign(signer, payload_b64)
+    # The signature's text is compared, not its decoded bytes: one spelling only (the
+    # unpadded base64url of the 32 MAC bytes), never the 3 others that decode the same.
+    if not hmac.compare_digest(_b64encode(expected), token.strip().rsplit(".", 1)[1]):
+        canonical = hmac.compare_digest(expected, signature)
         return TokenCheck(claims, Reason(
             ReasonCode.TOKEN_TAMPERED,
+            "the challenge token's signature is not written in its one canonical encoding (unpadded base64url)"
+            if canonical else
             "the challenge token's signature does not match: it was altered or signed with another key",
         ))
     if claims.issued > now + ISSUE_LEEWAY:
@@ -306,14 +389,18 @@ def verify_token(token: str, key: bytes, *, nonces: NonceStore | None = None,
             ReasonCode.TOKEN_NOT_YET_VALID,
             f"the challenge token was issued {claims.issued - now:.0f} s in the future (clock skew?)",
         ))
-    if now >= claims.expiry:
-        return TokenCheck(claims, Reason(
-            ReasonCode.TOKEN_EXPIRED,
-            f"the challenge token expired {now - claims.expiry:.0f} s ago "
-            f"(it was valid for {claims.expiry - claims.issued} s)",
-        ))
+    expired = expired_reason(claims, now)
+    if expired is not None:
+        return TokenCheck(claims, expired)
+    if check_binding or binding is not None:
+        mismatch = binding_reason(claims, binding)
+        if mismatch is not None:
+            return TokenCheck(claims, mismatch)
     if nonces is not None:
-        used = not nonces.consume(claims.nonce, claims.expiry, now) if consume else nonces.is_used(claims.nonce)
+        if consume:
+            used = not nonces.consume(claims.nonce, claims.expiry, now, kid=claims.kid)
+        else:
+            used = nonces.is_used(claims.nonce, kid=claims.kid)
         if used:
             return TokenCheck(claims, Reason(
                 ReasonCode.TOKEN_REUSED,

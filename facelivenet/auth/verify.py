@@ -11,6 +11,7 @@ import numpy as np
 
 from facelivenet.auth.analyzer import FrameAnalysis, FrameAnalyzer
 from facelivenet.auth.challenge import Challenge, ChallengeEngine, ChallengeSettings, Decision
+from facelivenet.auth.clipcheck import MAX_FRAMES_ANALYSED, ClipTiming
 from facelivenet.video import VideoInfo, VideoSource
 
 #: Frames analysed per batched network forward in the offline mode (batch 32 costs
@@ -25,7 +26,7 @@ class ClipVerification:
     Attributes:
         decision: the engine's decision.
         info: the clip's properties.
-        frames_analysed: frames that went through the analyser.
+        frames_analyzed: frames that went through the analyser.
         timestamps, analyses: per analysed frame (for the timeline and annotation).
         seconds: wall time spent in ``detect``, ``network`` and ``total``.
         stopped_early: the analysis stopped at the engine's decision, before the
@@ -34,7 +35,7 @@ class ClipVerification:
 
     decision: Decision
     info: VideoInfo
-    frames_analysed: int
+    frames_analyzed: int
     indices: list[int] = field(default_factory=list)
     analyses: list[FrameAnalysis] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
@@ -42,7 +43,7 @@ class ClipVerification:
 
     @property
     def processing_fps(self) -> float:
-        return self.frames_analysed / self.seconds["total"] if self.seconds.get("total") else 0.0
+        return self.frames_analyzed / self.seconds["total"] if self.seconds.get("total") else 0.0
 
 
 def verify_clip(path: str | os.PathLike, analyzer: FrameAnalyzer, reference: np.ndarray, challenge: Challenge,
@@ -63,9 +64,25 @@ def verify_clip(path: str | os.PathLike, analyzer: FrameAnalyzer, reference: np.
     frames cannot change: the deadline passed, two faces, a wrong expression, ...),
     once a face has been seen at all: a clip that shows no face until its end is
     told apart from one whose face came too late.
+
+    The frames' times are checked first (:mod:`facelivenet.auth.clipcheck`): a declared
+    rate out of range, or timestamps that disagree with the frame count, reject as
+    ``clip_timing``; a clip that stops decoding well before its declared end rejects
+    as ``clip_corrupt``.
     """
     source = VideoSource(path, stride=stride)
     engine = ChallengeEngine(challenge, settings, expression_classes=analyzer.model.expression_classes)
+    timing = ClipTiming(source.info)
+    try:
+        refused = timing.declared()
+    except Exception:
+        source.close()
+        raise
+    if refused is not None:
+        source.close()
+        engine.refuse(refused, 0.0)
+        return ClipVerification(decision=engine.finish(0.0), info=source.info, frames_analyzed=0,
+                                seconds={"detect": 0.0, "network": 0.0, "total": 0.0})
     indices: list[int] = []
     analyses: list[FrameAnalysis] = []
     detect_s = network_s = 0.0
@@ -77,17 +94,21 @@ def verify_clip(path: str | os.PathLike, analyzer: FrameAnalyzer, reference: np.
     # Small batches first: a reject on the first frames (two faces, a refused identity)
     # is found without analysing a whole batch.
     size = 4
-    while not stopped:
+    while not stopped and len(indices) < MAX_FRAMES_ANALYSED:
         batch.clear()
         for frame in frames:
+            refused = timing.frame(frame.index, frame.timestamp)
+            if refused is not None:
+                refused_at = (frame.timestamp, frame.index)
+                break
             batch.append(frame)
-            if len(batch) == size:
+            if len(batch) == size or len(indices) + len(batch) >= MAX_FRAMES_ANALYSED:
                 break
         size = min(2 * size, FRAME_BATCH)
-        if not batch:
+        if not batch and refused is None:
             break
         done = 0
-        for frame, fa in zip(batch, analyzer.analyze_batch([f.image for f in batch])):
+        for frame, fa in zip(batch, analyzer.analyze_batch([f.image for f in batch]) if batch else ()):
             engine.observe(fa.observation(frame.timestamp, reference, frame.index))
             indices.append(frame.index)
             analyses.append(fa)
@@ -99,14 +120,22 @@ def verify_clip(path: str | os.PathLike, analyzer: FrameAnalyzer, reference: np.
             if engine.decided and face_seen:
                 stopped = True
                 break
-        if on_frames:
+        if on_frames and done:
             on_frames(done)
-    stopped = stopped and next(frames, None) is not None
+        if refused is not None and not stopped:
+            engine.refuse(refused, *refused_at)
+            stopped = True
+    capped = len(indices) >= MAX_FRAMES_ANALYSED
+    stopped = (stopped or capped) and next(frames, None) is not None
+    if not stopped and not capped and not engine.decided:
+        corrupt = timing.ended(source.frames_read)
+        if corrupt is not None:
+            engine.refuse(corrupt, last_ts, indices[-1] if indices else None)
     total = time.perf_counter() - t_start
     end_time = last_ts + stride / source.info.fps
     decision = engine.finish(end_time)
     return ClipVerification(
-        decision=decision, info=source.info, frames_analysed=len(indices), indices=indices,
+        decision=decision, info=source.info, frames_analyzed=len(indices), indices=indices,
         analyses=analyses, seconds={"detect": detect_s, "network": network_s, "total": total},
         stopped_early=stopped,
     )

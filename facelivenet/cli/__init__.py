@@ -20,6 +20,7 @@ from facelivenet.cli.eval_cmds import (
 from facelivenet.cli.export_cmds import export_cmd
 from facelivenet.cli.joint_cmds import manifest_faces, prepare_joint, teacher_cache, train_joint_cmd
 from facelivenet.cli.model_cmds import analyze, compare, create_model, identify, info
+from facelivenet.cli.serve_cmds import serve
 from facelivenet.cli.train_cmds import train_expression_cmd, train_multitask_cmd, train_verification_cmd
 from facelivenet.cli.verify_cmds import realtime, verify_video
 
@@ -40,7 +41,7 @@ for _command in (
     manifest_faces,
     challenge, enroll, gallery, verify_video, realtime, export_cmd,
     evaluate_verification_cmd, evaluate_expression_cmd, make_auth_protocol_cmd, evaluate_auth_cmd,
-    plot_embeddings_cmd, calibrate_cmd,
+    plot_embeddings_cmd, calibrate_cmd, serve,
 ):
     cli.add_command(_command)
 

@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import traceback
+import warnings
 from typing import Any, Callable, Iterable, TypeVar
 
 import click
@@ -57,10 +58,15 @@ class FaceLiveNetGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         wants_json = _wants_json(ctx)  # Click empties the arguments as it dispatches them
+        warnings.showwarning = _one_line_warning
         try:
             return self._invoke(ctx)
         except click.ClickException as exc:
             if not wants_json:
+                if isinstance(exc, click.UsageError):  # one line, not Click's three
+                    where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
+                    click.echo(f"Error: {exc.format_message()} (see '{where} --help')", err=True)
+                    ctx.exit(exc.exit_code)
                 raise
             code = getattr(exc, "code", None) or ("usage" if isinstance(exc, click.UsageError) else "error")
             message = exc.format_message()
@@ -87,6 +93,12 @@ class FaceLiveNetGroup(click.Group):
                 f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
                 f"(set {DEBUG_ENV}=1 for the traceback)", "internal",
             ) from None
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Library warnings (Keras, NumPy) as one line on stderr, not the file, line and source."""
+    text = str(message).strip().splitlines()
+    click.echo(f"warning: {text[0] if text else category.__name__}", err=True)
 
 
 def _wants_json(ctx: click.Context) -> bool:
@@ -135,7 +147,7 @@ def model_option(func: Callable) -> Callable:
 
 def runtime_option(func: Callable) -> Callable:
     """``--runtime [keras|onnx]``: where inference runs (facelivenet.runtime)."""
-    from facelivenet.runtime.backend import DEFAULT_RUNTIME, RUNTIMES
+    from facelivenet.runtime.inference import DEFAULT_RUNTIME, RUNTIMES
 
     return click.option(
         "--runtime", type=click.Choice(RUNTIMES), default=DEFAULT_RUNTIME, show_default=True,
@@ -216,7 +228,7 @@ def progress(items: Iterable[T], *, label: str, length: int | None = None, quiet
 
 
 class ProgressBarReporter:
-    """A training reporter (:class:`facelivenet.train.loop.Reporter`) drawing Click progress
+    """A training reporter (:class:`facelivenet.train.progress.Reporter`) drawing Click progress
     bars on stderr, one per epoch, with the latest loss and metrics; nothing when quiet."""
 
     def __init__(self, quiet: bool = False):

@@ -35,7 +35,7 @@ TIMELINE_PNG = "timeline.png"
 ATTACK_SECONDS = 4.0
 ATTACK_FPS = 25.0
 #: Live sources (cameras, streams): how long to look for the face to enrol.
-ENROL_SECONDS = 10.0
+ENROLL_SECONDS = 10.0
 
 
 @click.command("demo", cls=Command)
@@ -192,7 +192,7 @@ def _photo_attack_demo(out: Path, challenge_spec, expressions, model_path, detec
     say(f"  {ANNOTATED_MP4}, {TIMELINE_PNG}: the clip as analysed, and the expression/identity timeline")
     identity = identity_summary(decision)
     report = decision_report(
-        decision, frames_analysed=result.frames_analysed, fps=result.info.fps, reference=ref_info,
+        decision, frames_analyzed=result.frames_analyzed, fps=result.info.fps, reference=ref_info,
         clip=str(files["photo_attack"]),
         extra={"demo": {"mode": "photo-attack", "out": str(out),
                         "files": {k: str(v) for k, v in files.items()},
@@ -206,10 +206,10 @@ def _photo_attack_demo(out: Path, challenge_spec, expressions, model_path, detec
     sys.exit(EXIT_OK if decision.accepted else EXIT_REJECT)
 
 
-def _enrol_from_source(frames, analyzer, info) -> tuple[np.ndarray, dict[str, Any]]:
+def _enroll_from_source(frames, analyzer, info) -> tuple[np.ndarray, dict[str, Any]]:
     """The embedding of the first frame showing exactly one face (consumed from ``frames``)."""
     for frame in frames:
-        if info.live and frame.timestamp > ENROL_SECONDS:
+        if info.live and frame.timestamp > ENROLL_SECONDS:
             break
         faces = analyzer.analyze(frame.image).faces
         if len(faces) == 1:
@@ -219,7 +219,7 @@ def _enrol_from_source(frames, analyzer, info) -> tuple[np.ndarray, dict[str, An
                        err=True)
             return (np.asarray(faces[0].embedding, np.float32)[None, :],
                     {"source": info.source, "frame": frame.index, "t": round(frame.timestamp, 3)})
-    within = f" in its first {ENROL_SECONDS:g} s" if info.live else ""
+    within = f" in its first {ENROLL_SECONDS:g} s" if info.live else ""
     raise CliError(f"{info.source}: no frame{within} shows exactly one face to enrol (give a photo with --ref)")
 
 
@@ -241,7 +241,7 @@ def _live_demo(source, ref_image, challenge_spec, expressions, model_path, headl
         if not ref_image:
             if src.info.live:
                 click.echo(f"enrolling: look at {src.info.source}", err=True)
-            reference, ref_info = _enrol_from_source(frames, analyzer, src.info)
+            reference, ref_info = _enroll_from_source(frames, analyzer, src.info)
         window = None
         if not headless:
             if not display_available():
@@ -266,10 +266,10 @@ def _live_demo(source, ref_image, challenge_spec, expressions, model_path, headl
     identity = identity_summary(decision)
     whom = "the enrolled photo" if ref_image else f"the face enrolled from frame {ref_info['frame']}"
     report = decision_report(
-        decision, frames_analysed=len(decision.trace), fps=None if src.info.live else src.info.fps,
+        decision, frames_analyzed=len(decision.trace), fps=None if src.info.live else src.info.fps,
         reference=ref_info, clip=src.info.source,
         extra={"demo": {"mode": "live", "source": src.info.source,
-                        "enrolment": "reference photo" if ref_image else "first frame with one face",
+                        "enrollment": "reference photo" if ref_image else "first frame with one face",
                         "identity": identity}},
     )
     emit(report, as_json, lambda _: format_decision(decision) + "\n" + _identity_line(identity, whom))

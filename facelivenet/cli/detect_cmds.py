@@ -36,7 +36,7 @@ def align(input_dir, output_dir, image_size, margin, mode, min_face, workers, al
     OUTPUT_DIR/failures.jsonl (unreadable, no face). Bad files never stop the run;
     rerunning skips the images already done.
     """
-    from facelivenet.detect.dataset import AlignSettings, align_dataset
+    from facelivenet.detect.batch_align import AlignSettings, align_dataset
 
     settings = AlignSettings(image_size=image_size, margin=margin, mode=mode, min_face_size=min_face,
                              all_faces=all_faces)

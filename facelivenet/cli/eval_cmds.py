@@ -199,7 +199,7 @@ def make_auth_protocol_cmd(data_dir, subject_regex, out_path, required, seed, as
     sequence). The rule used is written as a '#' comment at the top of the CSV.
     """
     from facelivenet.data.datasets import CKPLUS_SUBJECT_REGEX
-    from facelivenet.eval.auth import make_auth_protocol, write_protocol
+    from facelivenet.eval.holistic import make_auth_protocol, write_protocol
 
     if Path(out_path).suffix.lower() != ".csv":
         raise CliError(f"{out_path}: the protocol is written as a .csv file")
@@ -240,7 +240,7 @@ def evaluate_auth_cmd(protocol_path, model_path, verification_threshold, express
     Images are face crops, used whole.
     """
     from facelivenet.api import load_model
-    from facelivenet.eval.auth import evaluate_auth, format_report, read_protocol
+    from facelivenet.eval.holistic import evaluate_auth, format_report, read_protocol
 
     _png(roc_path)
     samples = read_protocol(protocol_path)

@@ -108,7 +108,7 @@ def teacher_cache(manifest_dir, cache_dir, split, only_sources, shard, quiet, as
 @click.option("--weight-distill", type=click.FloatRange(min=0), default=10.0, show_default=True)
 @click.option("--weight-expression", type=click.FloatRange(min=0), default=1.0, show_default=True)
 @click.option("--weight-smiling", type=click.FloatRange(min=0), default=0.5, show_default=True)
-@click.option("--grey-share", type=click.FloatRange(0, 1), default=0.25, show_default=True,
+@click.option("--gray-share", type=click.FloatRange(0, 1), default=0.25, show_default=True,
               help="Share of colour training faces turned grey.")
 @click.option("--min-images", "min_images_per_identity", type=click.IntRange(min=1), default=2, show_default=True,
               help="Identities with fewer training images get no identity label.")
@@ -123,7 +123,7 @@ def train_joint_cmd(as_json, **kw):
     warped by their landmarks onto the template (the model records the similarity
     geometry), jittered, flipped and, for a share of colour faces, turned grey.
     """
-    from facelivenet.train.config import JointConfig, VerificationLossConfig
+    from facelivenet.train.options import JointConfig, VerificationLossConfig
     from facelivenet.train.run import train_joint
 
     common = _common_kwargs(kw)

@@ -1,6 +1,6 @@
 """Training commands: ``train-verification``, ``train-expression``, ``train-multitask``.
 
-Each command maps its options onto a frozen config (:mod:`facelivenet.train.config`)
+Each command maps its options onto a frozen config (:mod:`facelivenet.train.options`)
 and calls one function of :mod:`facelivenet.train.run`.
 """
 
@@ -13,7 +13,7 @@ import click
 from facelivenet.cli.common import Command, ProgressBarReporter, emit, json_option, quiet_option
 from facelivenet.config import PRESETS, STANDARDIZATIONS
 from facelivenet.data.datasets import CKPLUS_SUBJECT_REGEX
-from facelivenet.train.config import OPTIMIZERS, PRECISIONS, STRATEGIES, VERIFICATION_LOSSES
+from facelivenet.train.options import OPTIMIZERS, PRECISIONS, STRATEGIES, VERIFICATION_LOSSES
 
 _FILE = click.Path(dir_okay=False)
 _DIR = click.Path(file_okay=False)
@@ -117,7 +117,7 @@ def _architecture_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _loss_config(kw: dict[str, Any]):
-    from facelivenet.train.config import VerificationLossConfig
+    from facelivenet.train.options import VerificationLossConfig
 
     return VerificationLossConfig(
         kind=kw.pop("loss_kind"), alpha=kw.pop("alpha"), beta=kw.pop("beta"), theta=kw.pop("theta"),
@@ -170,7 +170,7 @@ def train_verification_cmd(as_json, **kw):
     the held-out identities (and the LFW accuracy with --val-pairs), which picks
     best.keras. The identity-logits head is used only for training.
     """
-    from facelivenet.train.config import VerificationConfig
+    from facelivenet.train.options import VerificationConfig
     from facelivenet.train.run import train_verification
 
     common = _common_kwargs(kw)
@@ -204,7 +204,7 @@ def train_expression_cmd(as_json, **kw):
     model's expression classes are DATA's folder names. Images are split by the subject
     in their file names (CK+ style); without subjects every image counts as its own.
     """
-    from facelivenet.train.config import ExpressionConfig
+    from facelivenet.train.options import ExpressionConfig
     from facelivenet.train.run import train_expression
 
     cfg = ExpressionConfig(**_common_kwargs(kw), **_architecture_kwargs(kw), **kw)
@@ -234,7 +234,7 @@ def train_multitask_cmd(as_json, **kw):
     the task whose loss is larger. w1, w2, L1, L2 are logged every step (steps.csv,
     TensorBoard) and plotted in WORK/task_weights.png.
     """
-    from facelivenet.train.config import MultitaskConfig
+    from facelivenet.train.options import MultitaskConfig
     from facelivenet.train.run import train_multitask
 
     common = _common_kwargs(kw)

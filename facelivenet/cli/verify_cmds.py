@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -88,8 +89,14 @@ def load_reference(model, gallery_path, identity, ref_image, detector=None) -> t
 @click.option("--length", type=click.IntRange(1, 8), default=None,
               help="With --expressions: number of expressions of the random challenge (default 1).")
 @click.option("--key-file", type=click.Path(dir_okay=False), help="Token signing key (default: the config directory's).")
+@click.option("--previous-key-file", type=click.Path(dir_okay=False),
+              help="The signing key before a rotation: tokens it signed still verify until they expire.")
 @click.option("--nonce-db", type=click.Path(dir_okay=False),
-              help="SQLite database of used tokens (default: the config directory's).")
+              help="Another SQLite database of used tokens, checked as well as the one beside the key file "
+                   "(which always records the token).")
+@click.option("--attempts-db", type=click.Path(dir_okay=False),
+              help="Count failed attempts of --identity in this SQLite database: 5 failures in 10 min lock it "
+                   "for 15 min (reason locked_out), as `facelivenet serve` does.")
 @click.option("--stride", type=click.IntRange(1), default=1, show_default=True, help="Analyse every N-th frame.")
 @click.option("--time-limit", type=click.FloatRange(0, min_open=True), default=None,
               help="Seconds of clip within which the challenge must be answered (default 15).")
@@ -108,18 +115,24 @@ def load_reference(model, gallery_path, identity, ref_image, detector=None) -> t
 @json_option
 @quiet_option
 def verify_video(clip, model_path, gallery_path, identity, ref_image, token, challenge_spec, expressions, length,
-                 key_file, nonce_db,
+                 key_file, previous_key_file, nonce_db, attempts_db,
                  stride, time_limit, annotate, timeline, with_trace, audit_dir, threshold, expression_threshold,
                  detect_size, runtime, track_every, as_json, quiet):
     """Authenticate CLIP: the enrolled person goes from Neutral to the challenged expression(s).
 
     The identity must match the reference on the very frames that show Neutral and
-    each requested expression, with one face in view throughout. The decision
+    each requested expression (or head move), with one face in view throughout. A
+    --token bound to an identity (`challenge --identity`) is refused for another
+    identity, enrolment or model (token_identity_mismatch, token_gallery_mismatch,
+    token_model_mismatch); one signed by an unknown key is token_unknown_key. The decision
     carries a score in [0, 1] (>= 0.5 exactly on an accept) and the per-test margins.
+    The clip's frame times are checked first: a declared rate outside 10-60 fps or
+    timestamps that disagree with the frame count reject as clip_timing, a clip that
+    stops decoding mid-stream as clip_corrupt; clips over 120 s are refused.
     Exit code 0 = accept, 1 = reject (the reasons are listed), 2 = error.
     """
     from facelivenet.auth.decision import format_decision
-    from facelivenet.auth.nonces import NonceStore
+    from facelivenet.auth.nonces import key_nonce_stores
     from facelivenet.auth.offline import Authentication, prepare_offline_challenge
     from facelivenet.auth.tokens import load_key
     from facelivenet.facade import FaceAuth
@@ -149,57 +162,123 @@ def verify_video(clip, model_path, gallery_path, identity, ref_image, token, cha
         challenge_spec = ",".join(issue_challenge(parse_expression_list(expressions), length or 1).expressions)
         if not quiet:
             click.echo(f"challenge: neutral, then {challenge_spec.replace(',', ', then ')}", err=True)
+    if (previous_key_file or nonce_db) and not token:
+        raise CliError("--previous-key-file and --nonce-db go with --token")
+    nonces = None
+    if token:
+        from facelivenet.auth.nonces import nonce_db_for_key
+
+        # A store the analysis could not record the token in is found now, not after it:
+        # the one beside the key (which always records the token) and --nonce-db.
+        for db in (nonce_db_for_key(key_file), *((nonce_db,) if nonce_db else ())):
+            db = check_output_path(db, (clip, ref_image, gallery_path), "nonce store")
+            if db.exists() and not os.access(db, os.R_OK | os.W_OK):
+                raise CliError(f"{db}: the nonce store is not writable; the token could not be recorded as used")
+        nonces = key_nonce_stores(key_file, nonce_db)
+    key = load_key(key_file, create=False) if token else None
+    previous = (load_key(previous_key_file, create=False),) if previous_key_file else ()
+    # The token is checked before the model loads (seconds of TensorFlow) and before the
+    # reference and the clip are read; its challenge only needs the time limit. Its
+    # binding (identity, enrolment, model) is checked once they are known.
+    from facelivenet.auth.challenge import ChallengeSettings
+
+    precheck = prepare_offline_challenge(token=token, expressions=challenge_spec,
+                                         settings=ChallengeSettings(**({"time_limit": time_limit} if time_limit else {})),
+                                         key=key, nonces=nonces, check_binding=False, previous_keys=previous)
+    if precheck.rejection is not None:
+        rejected = Authentication(precheck.rejected_decision(), None, precheck.claims)
+        emit(rejected.report(clip=clip), as_json, lambda d: format_decision(rejected.decision))
+        sys.exit(EXIT_REJECT)
     auth = FaceAuth(model_path, runtime=runtime)
     model = auth.model
     settings = challenge_settings(model, time_limit=time_limit, threshold=threshold,
                                   expression_threshold=expression_threshold)
-    nonces = NonceStore(nonce_db) if token else None
-    key = load_key(key_file, create=False) if token else None
-    # The token is checked before the reference and the clip are read.
-    precheck = prepare_offline_challenge(token=token, expressions=challenge_spec, settings=settings,
-                                         key=key, nonces=nonces)
-    if precheck.rejection is not None:
-        rejected = Authentication(precheck.rejected_decision(settings), None, precheck.claims)
-        emit(rejected.report(clip=clip), as_json, lambda d: format_decision(rejected.decision))
-        sys.exit(EXIT_REJECT)
 
     reference, ref_info = load_reference(model, gallery_path, identity, ref_image, auth.path.detector)
     total = VideoSource(clip).info.frame_count  # validates the clip before the long run
     with progress_bar((total + stride - 1) // stride, label="analysing frames", quiet=quiet) as bar:
         outcome = auth.authenticate(clip, reference, token=token, challenge=challenge_spec, key=key, nonces=nonces,
+                                    identity=identity if gallery_path else None, previous_keys=previous,
                                     settings=settings, stride=stride, on_frames=bar.update,
-                                    detect_max_side=detect_size or None, track_every=track_every or None)
+                                    detect_max_side=detect_size or None, track_every=track_every or None,
+                                    limits=_attempt_limiter(attempts_db, identity))
     decision, result = outcome.decision, outcome.clip
-    audit = None
-    if audit_dir and result is not None:
-        from facelivenet.auth.audit import write_audit
-
-        ref = None
-        if ref_image:
-            face = auth.embed(ref_image)
-            from facelivenet.images import read_image
-
-            ref = (read_image(ref_image), face.face.box)
-        audit = write_audit(audit_dir, decision, clip, stride=stride, reference=ref)
-    report = outcome.report(reference=ref_info, clip=clip, stride=stride, include_trace=with_trace, audit=audit)
     if result is None:  # the token was refused meanwhile (e.g. it expired during the reference)
+        report = outcome.report(reference=ref_info, clip=clip, stride=stride, include_trace=with_trace)
         emit(report, as_json, lambda d: format_decision(decision))
         sys.exit(EXIT_REJECT)
+    # The decision is made (and the token spent): an output that fails, or a SIGTERM /
+    # Ctrl-C while writing, is reported with the decision, never instead of it.
+    failed: dict[str, str] = {}
+    stop: list[BaseException] = []
+
+    def attempt(name, write):
+        """(written, what ``write`` returned)."""
+        if stop:
+            failed[name] = "interrupted"
+            return False, None
+        try:
+            return True, write()
+        except (KeyboardInterrupt, SystemExit) as exc:
+            stop.append(exc)
+            failed[name] = "interrupted"
+        except Exception as exc:
+            failed[name] = _one_line(exc)
+        return False, None
+
+    audit = None
+    if audit_dir:
+        def audit_images():
+            from facelivenet.auth.audit import write_audit
+
+            ref = None
+            if ref_image:
+                from facelivenet.images import read_image
+
+                ref = (read_image(ref_image), auth.embed(ref_image).face.box)
+            return write_audit(audit_dir, decision, clip, stride=stride, reference=ref)
+
+        audit = attempt("audit", audit_images)[1]
+    report = outcome.report(reference=ref_info, clip=clip, stride=stride, include_trace=with_trace, audit=audit)
     outputs = {}
-    if timeline:
-        write_timeline(timeline, result, decision, settings)
+    if timeline and attempt("timeline", lambda: write_timeline(timeline, result, decision, settings))[0]:
         outputs["timeline"] = {"path": str(timeline)}
     if annotate:
-        codec = write_annotated(annotate, clip, result, decision, settings, stride)
-        outputs["annotated"] = {"path": str(annotate), "codec": codec}
-        if codec != "h264":
-            click.echo(f"note: {annotate} is MPEG-4 Part 2 (mp4v), which browsers do not play: "
-                       "pip install imageio-ffmpeg for H.264", err=True)
+        written, codec = attempt("annotated",
+                                 lambda: write_annotated(annotate, clip, result, decision, settings, stride))
+        if written:
+            outputs["annotated"] = {"path": str(annotate), "codec": codec}
+            if codec != "h264":
+                click.echo(f"note: {annotate} is MPEG-4 Part 2 (mp4v), which browsers do not play: "
+                           "pip install imageio-ffmpeg for H.264", err=True)
+    if failed:
+        outputs["errors"] = failed
+        for name, message in failed.items():
+            click.echo(f"Error: the {name} output was not written ({message}); the decision stands", err=True)
     if outputs:
         report["outputs"] = outputs
     emit(report, as_json, lambda d: format_decision(decision) + (
-        f"\n  analysed {result.frames_analysed} frames at {result.processing_fps:.1f} frames/s"))
+        f"\n  analysed {result.frames_analyzed} frames at {result.processing_fps:.1f} frames/s"))
+    if stop:
+        exc = stop[0]
+        sys.exit(130 if isinstance(exc, KeyboardInterrupt) else exc.code)
     sys.exit(EXIT_OK if decision.accepted else EXIT_REJECT)
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception as one line (ours already are; others get their type)."""
+    from facelivenet.errors import FaceLiveNetError
+
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    return first if isinstance(exc, FaceLiveNetError) and first else f"{type(exc).__name__}: {first}"
+
+
+def _attempt_limiter(attempts_db, identity):
+    """``--attempts-db``: the limiter counting the attempts of ``--identity`` (None without both)."""
+    from facelivenet.auth.limits import AttemptLimiter
+
+    return AttemptLimiter(attempts_db) if attempts_db and identity else None
 
 
 def analyze_clip(clip, analyzer, reference, challenge, settings, *, stride=1, quiet=False):
@@ -251,12 +330,12 @@ def write_annotated(path, clip, result, decision, settings, stride) -> str:
 
     by_index = {t.index: t for t in decision.trace}
     analyses = dict(zip(result.indices, result.analyses))
-    last_analysed = result.indices[-1] if result.indices else -1
+    last_analyzed = result.indices[-1] if result.indices else -1
     src = VideoSource(clip, stride=stride)
     verdict = (decision.decision.upper(), decision.accepted)
     # The verdict from the deciding frame on; decided at the end of the input: the last second.
     banner_from = (decision.decided_frame if decision.decided_frame is not None
-                   else max(0, (src.info.frame_count or last_analysed + 1) - int(round(src.info.fps))))
+                   else max(0, (src.info.frame_count or last_analyzed + 1) - int(round(src.info.fps))))
     challenge = decision.challenge
     with VideoWriter(path, src.info.fps / stride, (src.info.width, src.info.height), codec="auto") as writer:
         for frame in src:
@@ -270,8 +349,8 @@ def write_annotated(path, clip, result, decision, settings, stride) -> str:
             status = f"t={frame.timestamp:5.2f}s  {left:4.1f}s left  state={t.state if t else '-'}"
             if t and t.awaiting:
                 status += f"  awaiting={t.awaiting}"
-            if frame.index > last_analysed:
-                status = f"t={frame.timestamp:5.2f}s  analysis stopped at the decision (frame {last_analysed})"
+            if frame.index > last_analyzed:
+                status = f"t={frame.timestamp:5.2f}s  analysis stopped at the decision (frame {last_analyzed})"
             decided = frame.index >= banner_from
             writer.write(draw_overlay(frame.image, faces, fa.classes if fa else (), dists,
                                       settings.identity_threshold, status=status,

@@ -397,14 +397,14 @@ def warp_face(image: np.ndarray, landmarks, size: int, rng: np.random.Generator 
     return warp(image, matrix, size)
 
 
-def to_grey(image: np.ndarray) -> np.ndarray:
+def to_gray(image: np.ndarray) -> np.ndarray:
     """BT.601 luma in all three channels (how the grey datasets look)."""
     luma = image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
     return np.repeat(np.clip(luma + 0.5, 0, 255).astype(np.uint8)[:, :, None], 3, axis=2)
 
 
 def load_face(path: str, landmarks, size: int, *, seed: Sequence[int] | None = None, flip: bool = False,
-              grey_share: float = 0.0) -> np.ndarray:
+              gray_share: float = 0.0) -> np.ndarray:
     """Read, warp (jittered when ``seed`` is given), maybe flip and turn grey: one training face.
 
     ``seed`` makes the augmentation a function of (run seed, epoch, position), so a
@@ -417,8 +417,8 @@ def load_face(path: str, landmarks, size: int, *, seed: Sequence[int] | None = N
     if rng is not None:
         if flip and rng.random() < 0.5:
             face = np.ascontiguousarray(face[:, ::-1])
-        if grey_share > 0 and rng.random() < grey_share:
-            face = to_grey(face)
+        if gray_share > 0 and rng.random() < gray_share:
+            face = to_gray(face)
     return face
 
 

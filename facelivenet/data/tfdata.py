@@ -115,7 +115,7 @@ def joint_dataset(
     epoch: int,
     skip_batches: int = 0,
     flip: bool = True,
-    grey_share: float = 0.25,
+    gray_share: float = 0.25,
 ) -> tf.data.Dataset:
     """One epoch of joint training batches ``(images (B,S,S,3) uint8, targets (B,M) float32)``.
 
@@ -141,7 +141,7 @@ def joint_dataset(
     def load(index, pos):
         i = int(index)
         return load_face(all_paths[i], marks[i], image_size, seed=(seed, epoch, int(pos)), flip=flip,
-                         grey_share=grey_share)
+                         gray_share=gray_share)
 
     def decode(index, label, pos):
         image = tf.numpy_function(load, [index, pos], tf.uint8, stateful=False)

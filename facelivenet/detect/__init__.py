@@ -8,9 +8,9 @@
 
 Modules: ``networks`` (P/R/O-Net), ``weights`` (the mtcnn package's files), ``boxes``
 (numpy box maths), ``compiled`` (compiled forwards), ``stages`` (the cascade),
-``detector`` (the facade), ``align`` (crop and similarity alignment), ``dataset``
-(``facelivenet align``). Names are imported on first use, so importing this package
-(or its numpy-only modules) does not import Keras.
+``detector`` (the facade), ``align`` (crop and similarity alignment), ``batch_align``
+(``facelivenet align``: a whole folder tree). Names are imported on first use, so
+importing this package (or its numpy-only modules) does not import Keras.
 """
 
 from __future__ import annotations

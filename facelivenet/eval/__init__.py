@@ -7,7 +7,7 @@
 - :mod:`~facelivenet.eval.verification`: the LFW pairs protocol.
 - :mod:`~facelivenet.eval.expression`: expression accuracy and confusion, and the
   subject-independent K-fold cross-validation of stage 2.
-- :mod:`~facelivenet.eval.auth`: the holistic authentication protocol (fused decision).
+- :mod:`~facelivenet.eval.holistic`: the holistic authentication protocol (fused decision).
 - :mod:`~facelivenet.eval.embeddings`: the t-SNE identity map.
 - :mod:`~facelivenet.eval.plots`: ROC, confusion matrix and identity-map PNGs.
 """

@@ -237,7 +237,7 @@ def cross_validate_expression(
     Args:
         data_dir: expression folders of face crops, subjects in the file names.
         subject_regex: the subject in a file name (required to match every file).
-        train_options: :class:`~facelivenet.train.config.ExpressionConfig` fields other
+        train_options: :class:`~facelivenet.train.options.ExpressionConfig` fields other
             than ``data``, ``out``, ``work_dir``, ``val_fraction``, ``subject_regex``
             (``model`` or ``from_scratch``, ``epochs``, ``batch_size``, ...).
         work_dir: keeps the fold models and logs; default a temporary folder, removed.
@@ -252,7 +252,7 @@ def cross_validate_expression(
     """
     fixed = dict(val_fraction=0.0, subject_regex=subject_regex)
     if train is None:
-        from facelivenet.train.config import ExpressionConfig
+        from facelivenet.train.options import ExpressionConfig
         from facelivenet.train.run import train_expression
 
         # Settings fail here, before any fold is linked or trained.

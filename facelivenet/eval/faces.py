@@ -7,7 +7,7 @@ Two ways to get a face crop from a file:
 - :class:`DetectedFace`: the detector finds the faces, :func:`pick_main_face` keeps the
   largest, most central one, :func:`align_face` cuts it as the model expects
   (``config.alignment``, ``config.margin``). An image without a face falls back to a
-  centre crop (see :func:`centre_box`) and is counted in ``no_face``.
+  centre crop (see :func:`center_box`) and is counted in ``no_face``.
 
 :func:`analyze_files` runs either over many files with one network forward per chunk,
 optionally adding the horizontally flipped face's embedding.
@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from facelivenet.faces import CENTRE_BOX_FRACTION, FacePath, centre_box  # noqa: F401 (re-exported)
+from facelivenet.faces import CENTER_BOX_FRACTION, FacePath, center_box  # noqa: F401 (re-exported)
 
 #: Files read, detected and run through the network per chunk.
 CHUNK = 64
@@ -52,8 +52,8 @@ class DetectedFace:
 
     def __call__(self, images: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[bool]]:
         """Crops (image_size², uint8 RGB) and whether a face was found, per image
-        (the one face path's ``main_or_centre`` policy)."""
-        faces = [f[0] for f in self.path.faces_batch(images, "main_or_centre")]
+        (the one face path's ``main_or_center`` policy)."""
+        faces = [f[0] for f in self.path.faces_batch(images, "main_or_center")]
         return [f.crop for f in faces], [f.detected for f in faces]
 
 

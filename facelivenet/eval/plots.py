@@ -63,16 +63,16 @@ def plot_roc(path: str | os.PathLike, fpr: np.ndarray, tpr: np.ndarray, *, auc: 
     plt.close(fig)
 
 
-def plot_confusion(path: str | os.PathLike, normalised: np.ndarray, classes: Sequence[str], *,
+def plot_confusion(path: str | os.PathLike, normalized: np.ndarray, classes: Sequence[str], *,
                    title: str = "Confusion matrix") -> None:
-    """Row-normalised confusion matrix (rows: ground truth, columns: prediction), each
+    """Row-normalized confusion matrix (rows: ground truth, columns: prediction), each
     cell labelled with its share, darker = higher (the papers' Fig. 4 style).
 
     Args:
-        normalised: (C, C) rows summing to 1 (or 0 for classes without samples).
+        normalized: (C, C) rows summing to 1 (or 0 for classes without samples).
     """
     plt = _pyplot()
-    c = np.asarray(normalised, np.float64)
+    c = np.asarray(normalized, np.float64)
     n = len(classes)
     side = max(4.5, 0.75 * n + 2)
     fig, ax = plt.subplots(figsize=(side, side * 0.9))
@@ -102,12 +102,12 @@ def plot_identity_map(path: str | os.PathLike, points: np.ndarray, labels: np.nd
     indexing ``names``; a legend up to :data:`LEGEND_MAX` identities."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 7))
-    colours = plt.get_cmap("tab20").colors
+    colors = plt.get_cmap("tab20").colors
     markers = "os^DvP*Xh<>"
     for k, name in enumerate(names):
         member = np.asarray(labels) == k
-        ax.scatter(points[member, 0], points[member, 1], s=14, color=colours[k % len(colours)],
-                   marker=markers[(k // len(colours)) % len(markers)], label=name, alpha=0.8)
+        ax.scatter(points[member, 0], points[member, 1], s=14, color=colors[k % len(colors)],
+                   marker=markers[(k // len(colors)) % len(markers)], label=name, alpha=0.8)
     if len(names) <= LEGEND_MAX:
         ax.legend(fontsize=7, markerscale=1.2, loc="best")
     ax.set_xticks([])

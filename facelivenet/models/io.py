@@ -18,6 +18,11 @@ from facelivenet.models.network import FaceLiveNet
 from facelivenet.paths import default_model_path, resolve_model_path  # noqa: F401 (re-exported)
 from facelivenet.utils import atomic_path
 
+#: Largest ``config.json`` / ``metadata.json`` in a model archive (ours are under 1 KB).
+MAX_CONFIG_BYTES = 1 << 20
+#: Largest total uncompressed size of a model archive's members (the default model: 14 MB).
+MAX_ARCHIVE_BYTES = 1 << 30
+
 
 def save_network(network: FaceLiveNet, path: str | os.PathLike) -> Path:
     """Write ``network`` to ``path`` (must end in ``.keras``) atomically; return the path."""
@@ -40,11 +45,21 @@ def load_network(path: str | os.PathLike | None = None) -> FaceLiveNet:
         raise ModelLoadError(f"{p}: not a .keras model file (not a zip archive)")
     try:
         with zipfile.ZipFile(p) as z:
-            names = set(z.namelist())
+            members = z.infolist()
     except (zipfile.BadZipFile, OSError) as exc:
         raise ModelLoadError(f"{p}: unreadable model file ({exc})") from None
-    if "config.json" not in names:
+    sizes = {m.filename: m.file_size for m in members}
+    if "config.json" not in sizes:
         raise ModelLoadError(f"{p}: not a Keras 3 model file (no config.json inside)")
+    # Checked before Keras inflates anything (zipfile never reads past a member's size).
+    for name in ("config.json", "metadata.json"):
+        if sizes.get(name, 0) > MAX_CONFIG_BYTES:
+            raise ModelLoadError(f"{p}: {name} inflates to {sizes[name]:,} bytes, more than the "
+                                 f"{MAX_CONFIG_BYTES:,} a model's config takes; not loaded")
+    total = sum(sizes.values())
+    if total > MAX_ARCHIVE_BYTES:
+        raise ModelLoadError(f"{p}: its members inflate to {total:,} bytes, more than the "
+                             f"{MAX_ARCHIVE_BYTES:,} accepted for a model; not loaded")
     try:
         model = keras.saving.load_model(p, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises many types for a foreign or broken file

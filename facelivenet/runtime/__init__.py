@@ -13,7 +13,7 @@ calibration and export stay on Keras.
 
 Modules: ``cache`` (where the files live, the key, the metadata; no TensorFlow),
 ``build`` (the one-time export and parity check; TensorFlow), ``detector`` (the
-cascade on ONNX Runtime), ``network`` (the face network on ONNX Runtime), ``backend``
+cascade on ONNX Runtime), ``network`` (the face network on ONNX Runtime), ``inference``
 (the seam the facade, the face path and the frame analyser use), ``tracking`` (follow
 a face between full detections). Names are imported on first use.
 """
@@ -21,9 +21,9 @@ a face between full detections). Names are imported on first use.
 from __future__ import annotations
 
 _EXPORTS = {
-    "RUNTIMES": "backend",
-    "InferenceBackend": "backend",
-    "inference_backend": "backend",
+    "RUNTIMES": "inference",
+    "InferenceBackend": "inference",
+    "inference_backend": "inference",
     "cache_root": "cache",
     "file_digest": "cache",
     "OnnxFaceDetector": "detector",

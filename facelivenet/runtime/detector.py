@@ -95,7 +95,7 @@ class OnnxFaceDetector(FaceDetector):
 
     def load(self) -> "OnnxFaceDetector":
         if self._stages is None:
-            from facelivenet.runtime.backend import detector_folder
+            from facelivenet.runtime.inference import detector_folder
 
             runners = onnx_runners(self.folder or detector_folder())
             t1, t2, t3 = self.thresholds

@@ -72,7 +72,7 @@ def load_onnx_model(path: str | Path | None = None, *, build: bool = True) -> On
     Built (TensorFlow, once) and cached on first use when ``build``; else a missing
     entry is a :class:`~facelivenet.errors.ModelLoadError`.
     """
-    from facelivenet.runtime.backend import network_entry
+    from facelivenet.runtime.inference import network_entry
     from facelivenet.paths import resolve_model_path
 
     source = resolve_model_path(path)

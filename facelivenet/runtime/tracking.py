@@ -11,7 +11,9 @@ The full cascade still runs
 * every ``every``-th frame (the first of each period),
 * when a followed face is lost (R-Net or O-Net no longer scores it a face, or two
   followed boxes merge), and
-* when the frame's size or the downscale factor changes.
+* on a call with another frame size or downscale factor, which does not disturb the
+  tracks (the frame analyser searches every few frames at full resolution as well, for
+  small faces: those searches always run the full cascade).
 
 Two-face rule: a second face that enters between full cascades is not seen by the
 follow-up frames, which only look at the known boxes; it is seen at the next full
@@ -78,8 +80,16 @@ class TrackingDetector:
         frame = as_detector_input(image)
         small = _shrink(frame, downscale)
         key = (frame.shape, float(downscale))
+        fresh = self._boxes is not None and len(self._boxes) > 0 and self._since_full < self.every
+        if fresh and key != self._key:
+            # Another view of the frame while following (the frame analyser's periodic
+            # full-resolution search for small faces): the full cascade, the tracks kept.
+            # It counts towards the period, so a clip of a new size is taken up in time.
+            self._since_full += 1
+            self.full_runs += 1
+            return _to_detections(self.detector.load()._cascade(small[None]), small.shape, frame.shape)
         found = None
-        if self._boxes is not None and len(self._boxes) and key == self._key and self._since_full < self.every:
+        if fresh:
             found = self._follow(small)
         if found is None:
             found = self.detector.load()._cascade(small[None])

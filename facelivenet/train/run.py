@@ -26,9 +26,10 @@ from facelivenet.errors import ConfigError, DatasetError
 from facelivenet.eval.metrics import kfold_accuracy, squared_l2_distances
 from facelivenet.models.io import load_network
 from facelivenet.models.network import FaceLiveNet
-from facelivenet.train.config import ExpressionConfig, MultitaskConfig, TrainConfig, VerificationConfig
 from facelivenet.train.logs import plot_multitask
-from facelivenet.train.loop import OnStep, Reporter, TrainData, TrainResult, run_training
+from facelivenet.train.loop import TrainData, TrainResult, run_training
+from facelivenet.train.options import ExpressionConfig, MultitaskConfig, TrainConfig, VerificationConfig
+from facelivenet.train.progress import OnStep, Reporter
 from facelivenet.train.stages import ExpressionStage, MultitaskStage, VerificationStage, with_config
 
 #: Most validation pairs sampled from held-out identities each epoch.
@@ -411,7 +412,7 @@ def train_joint(cfg, *, on_step: OnStep | None = None,
     def batches(*, epoch, seed, skip_batches, batch_size, image_size):
         return tfdata.joint_dataset(paths, marks, targets, image_size=image_size, batch_size=batch_size,
                                     seed=seed, epoch=epoch, skip_batches=skip_batches, flip=cfg.flip,
-                                    grey_share=cfg.grey_share)
+                                    gray_share=cfg.gray_share)
 
     fingerprint = {
         "stage": "joint", "identities": len(identities), "images": len(train), "teacher": bool(teacher),

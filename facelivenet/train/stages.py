@@ -2,7 +2,7 @@
 
 A stage owns the parts that exist only for training (the identity-logits head, the
 class centers, the multi-task unit's objective) around a :class:`FaceLiveNet`, and
-computes one batch's losses. The backend-specific loop (:mod:`facelivenet.train.loop`)
+computes one batch's losses. The backend-specific step (:mod:`facelivenet.train.steps`)
 takes the gradients, applies them, and calls :meth:`Stage.update_centers`.
 
 Distributed steps. Every replica sees ``local`` of the ``global`` batch. The losses a
@@ -25,7 +25,7 @@ from keras import ops
 
 from facelivenet import losses
 from facelivenet.models.network import FaceLiveNet, copy_matching_weights
-from facelivenet.train.config import MARGIN_LOSSES, VerificationLossConfig
+from facelivenet.train.options import MARGIN_LOSSES, VerificationLossConfig
 
 Reduce = Callable[[object], object]
 

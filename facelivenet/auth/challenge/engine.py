@@ -11,10 +11,16 @@ from facelivenet.auth.challenge.reasons import Reason, ReasonCode
 from facelivenet.auth.challenge.settings import Box, ChallengeSettings, Clock, NEUTRAL, _finite
 from facelivenet.auth.challenge.sequences import Challenge, check_expression_classes
 from facelivenet.auth.challenge.observations import FaceObservation, FrameObservation, same_track
+from facelivenet.auth.challenge.pose import Pose, is_move, median_pose, move_shown
 from facelivenet.auth.challenge.results import (
     ACCEPTED, AWAIT_EXPRESSION, AWAIT_NEUTRAL, REJECTED, WAITING, Decision, EngineStatus, FrameTrace, PhaseRecord,
 )
 from facelivenet.errors import ChallengeError
+
+
+#: Consecutive matching frames of the tracked face that establish its identity even
+#: before a frame counted (see ``identity_change_frames``).
+_ESTABLISH_FRAMES = 3
 
 
 @dataclass
@@ -59,10 +65,13 @@ class ChallengeEngine:
         self._last_face_t: float = challenge.issued_at
         self._identity_set = False
         self._mismatch_run = 0
+        self._match_run = 0
         self._trace: list[FrameTrace] = []
         self._count = 0
         self._last_t = -math.inf
         self._verdict: tuple[bool, tuple[Reason, ...], float, int | None] | None = None
+        self._poses: dict[int, Pose | None] = {}  # pose of each counted Neutral frame, by index
+        self._baseline: Pose | None = None  # the frontal Neutral pose head moves are measured from
 
     # ----------------------------------------------------------------- public API
 
@@ -165,6 +174,11 @@ class ChallengeEngine:
             prompt = f"now show: {awaiting}"
         return EngineStatus(state, awaiting, step, steps, len(self._streak), needed, left, prompt)
 
+    def refuse(self, reason: Reason, t: float, index: int | None = None) -> None:
+        """Reject for a reason found outside the engine (the clip's timing or decoding),
+        unless already decided; the trace and phases so far stay in the decision."""
+        self._decide(False, [reason], t, index)
+
     # ----------------------------------------------------------------- rules
 
     def _step_frame(self, t: float, index: int, faces: list[FaceObservation]) -> str | None:
@@ -202,16 +216,24 @@ class ChallengeEngine:
 
         if match:
             self._mismatch_run = 0
-        elif self._identity_set:
-            self._mismatch_run += 1
-            if self._mismatch_run >= s.identity_change_frames:
-                self._decide(False, [Reason(
-                    ReasonCode.IDENTITY_CHANGED,
-                    f"the tracked face stopped matching the reference for {self._mismatch_run} "
-                    f"frames up to frame {index} (t={t:.2f} s; distance {distance:.3f} > "
-                    f"{s.identity_threshold})",
-                )], t, index)
-                return None
+            self._match_run += 1
+            # Identity is established by a counted frame, or by the tracked face matching
+            # for a few frames in a row, counted or not: a splice that swaps the person
+            # before any phase completed is an identity change too.
+            if self._match_run >= _ESTABLISH_FRAMES:
+                self._identity_set = True
+        else:
+            self._match_run = 0
+            if self._identity_set:
+                self._mismatch_run += 1
+                if self._mismatch_run >= s.identity_change_frames:
+                    self._decide(False, [Reason(
+                        ReasonCode.IDENTITY_CHANGED,
+                        f"the tracked face stopped matching the reference for {self._mismatch_run} "
+                        f"frames up to frame {index} (t={t:.2f} s; distance {distance:.3f} > "
+                        f"{s.identity_threshold})",
+                    )], t, index)
+                    return None
 
         target = self._steps[self._step]
         p = self._prob(face, target, index)
@@ -263,6 +285,10 @@ class ChallengeEngine:
                 return
 
     def _prob(self, face: FaceObservation, name: str, index: int) -> float:
+        if is_move(name):
+            return self._move_prob(face, name)
+        if name == NEUTRAL and self._step == 0:
+            self._poses[index] = face.pose
         try:
             p = face.expressions[name]
         except KeyError:
@@ -271,6 +297,17 @@ class ChallengeEngine:
                 f"(have {sorted(face.expressions)})"
             ) from None
         return float(p) if _finite(p) else 0.0
+
+    def _move_prob(self, face: FaceObservation, move: str) -> float:
+        """A head-move step as a probability: 1 when the pose passes the move's threshold
+        relative to the Neutral baseline (:func:`.pose.move_shown`), else 0."""
+        return 1.0 if move_shown(move, face.pose, self._baseline) else 0.0
+
+    def _set_baseline(self, frames: list[_Counted]) -> None:
+        """The frontal baseline: the median pose of the frames that completed Neutral."""
+        poses = [self._poses.get(c.index) for c in frames]
+        self._baseline = median_pose([p for p in poses if p is not None])
+        self._poses.clear()
 
     def _needed(self, step: int) -> int:
         s = self.settings
@@ -283,9 +320,11 @@ class ChallengeEngine:
             else (s.expression_min_frames, s.expression_min_duration)
         )
         return (len(self._streak) >= min_frames
-                and self._streak[-1].t - self._streak[0].t >= min_span)
+                and self._streak[-1].t - self._streak[0].t >= min_span - 1e-9)  # float times
 
     def _complete_step(self, t: float, index: int) -> None:
+        if self._step == 0:
+            self._set_baseline(self._streak)
         self._phases.append(self._phase_record(self._step, self._streak, complete=True))
         self._extend = list(self._streak)
         self._streak = []
@@ -328,7 +367,8 @@ class ChallengeEngine:
             reasons.append(Reason(
                 ReasonCode.EXPRESSION_NOT_SHOWN,
                 f"{target} (step {self._step} of {len(self._steps) - 1}) was not held for "
-                f"{s.expression_min_frames} frames by the enrolled identity (longest run: {best} frames)",
+                f"{s.expression_min_frames} frames and {s.expression_min_duration} s by the enrolled "
+                f"identity (longest run: {best} frames)",
             ))
         mismatched = self._mismatched_shown.get(target, 0)
         if mismatched:

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+from facelivenet.auth.challenge.pose import Pose
 from facelivenet.auth.challenge.settings import Box, ChallengeSettings
 
 
@@ -19,11 +20,14 @@ class FaceObservation:
             reference (the smallest over the reference's embeddings); ``None`` or NaN
             when unknown, which never matches.
         expressions: probability of each expression class, by name.
+        pose: the landmark yaw/pitch measures (:mod:`.pose`), for head-move steps;
+            None when unknown (a move is then never shown).
     """
 
     box: Box
     identity_distance: float | None
     expressions: Mapping[str, float]
+    pose: Pose | None = None
 
 
 @dataclass(frozen=True)
@@ -67,4 +71,4 @@ def same_track(prev: Box, box: Box, settings: ChallengeSettings) -> bool:
         return False
     cx0, cy0 = (prev[0] + prev[2]) / 2, (prev[1] + prev[3]) / 2
     cx1, cy1 = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-    return math.hypot(cx1 - cx0, cy1 - cy0) <= settings.max_centre_shift * side_prev
+    return math.hypot(cx1 - cx0, cy1 - cy0) <= settings.max_center_shift * side_prev

@@ -28,6 +28,18 @@ class ReasonCode:
     TOKEN_REUSED = "token_reused"
     TOKEN_NOT_YET_VALID = "token_not_yet_valid"
     TOKEN_MALFORMED = "token_malformed"
+    # Offline mode: a token signed by a key this verifier does not hold (a rotated key).
+    TOKEN_UNKNOWN_KEY = "token_unknown_key"
+    # Offline mode: a token bound to another identity, enrolled template or model.
+    TOKEN_IDENTITY_MISMATCH = "token_identity_mismatch"
+    TOKEN_GALLERY_MISMATCH = "token_gallery_mismatch"
+    TOKEN_MODEL_MISMATCH = "token_model_mismatch"
+    # Too many failed attempts on this identity or client (facelivenet.auth.limits).
+    LOCKED_OUT = "locked_out"
+    # Offline mode: the clip's frame times cannot be trusted (declared rate, timestamps).
+    CLIP_TIMING = "clip_timing"
+    # Offline mode: the clip stopped decoding well before its declared last frame.
+    CLIP_CORRUPT = "clip_corrupt"
 
 
 @dataclass(frozen=True)

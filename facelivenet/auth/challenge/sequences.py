@@ -10,7 +10,29 @@ from typing import Any, Iterable, Protocol, Sequence
 from facelivenet.auth.challenge.settings import (
     DEFAULT_EXPRESSIONS, DEFAULT_LENGTH, MAX_LENGTH, NEUTRAL, _NAME_RE, ChallengeSettings, Clock, _finite,
 )
+from facelivenet.auth.challenge.pose import MOVES
 from facelivenet.errors import ChallengeError
+
+#: What ``facelivenet challenge`` draws from by default: two expressions the model
+#: tells apart well and the three head moves; three steps, no step twice in a row:
+#: 5 x 4 x 4 = 80 possible challenges, log2(80) = 6.3 bits.
+DEFAULT_CHALLENGE_CHOICES: tuple[str, ...] = ("happy", "surprise") + MOVES
+DEFAULT_CHALLENGE_LENGTH = 3
+
+
+def challenge_count(choices: Sequence[str], length: int) -> int:
+    """How many challenges :func:`random_sequence` can draw: n * (n - 1) ** (length - 1)."""
+    n = len(dict.fromkeys(choices))
+    return n * (n - 1) ** (length - 1) if n and length >= 1 else 0
+
+
+def challenge_entropy(choices: Sequence[str], length: int) -> float:
+    """Bits of a challenge drawn uniformly (each step uniform over the choices that
+    differ from the previous step): log2 of :func:`challenge_count`."""
+    import math
+
+    count = challenge_count(choices, length)
+    return math.log2(count) if count else 0.0
 
 
 @dataclass(frozen=True)
@@ -147,8 +169,9 @@ def issue_challenge(choices: Sequence[str] = DEFAULT_EXPRESSIONS, length: int = 
 
 
 def check_expression_classes(challenge: Challenge, classes: Iterable[str]) -> None:
-    """Raise :class:`ChallengeError` unless the model knows Neutral and every requested expression."""
-    known = set(classes)
+    """Raise :class:`ChallengeError` unless the model knows Neutral and every requested
+    expression (head moves, :data:`.pose.MOVES`, are measured from landmarks, not classes)."""
+    known = set(classes) | set(MOVES)
     missing = [n for n in (NEUTRAL,) + challenge.expressions if n not in known]
     if missing:
         raise ChallengeError(

@@ -39,7 +39,8 @@ class ChallengeSettings:
         neutral_threshold: probability at or above which a frame shows Neutral (0.5).
         expression_min_frames: consecutive counted frames each requested expression
             must be held for (3).
-        expression_min_duration: and the span of those frames (0 s: frames only).
+        expression_min_duration: and the span of those frames (0.3 s), so a flash of a
+            few frames at a high frame rate does not answer.
         expression_threshold: probability at or above which a frame shows an
             expression (0.5; the model's ``expression_threshold`` via :meth:`for_model`).
         identity_threshold: squared L2 distance between unit embeddings at or below
@@ -51,11 +52,12 @@ class ChallengeSettings:
             face was last seen, before rejecting (1.5 s).
         min_iou: a face is the same tracked face as in its previous frame when the
             boxes overlap with at least this IoU (0.3) ...
-        max_centre_shift: ... or when its centre moved at most this fraction of the
+        max_center_shift: ... or when its centre moved at most this fraction of the
             previous box's side (sqrt of its area) (0.35) ...
         max_scale_change: ... and its side changed by at most this factor (1.5).
-        identity_change_frames: once the identity was established (a counted frame),
-            this many consecutive frames of the tracked face not matching it reject
+        identity_change_frames: once the identity was established (a counted frame, or
+            3 consecutive frames of the tracked face matching, counted or not), this
+            many consecutive frames of the tracked face not matching it reject
             as an identity change (8). Frames that count must match anyway; this
             only rejects a swapped face early, so it is kept loose enough for a
             genuine face whose distance wavers near the threshold.
@@ -74,13 +76,13 @@ class ChallengeSettings:
     neutral_min_duration: float = 0.5
     neutral_threshold: float = 0.5
     expression_min_frames: int = 3
-    expression_min_duration: float = 0.0
+    expression_min_duration: float = 0.3
     expression_threshold: float = 0.5
     identity_threshold: float = 1.1
     time_limit: float = 15.0
     max_no_face: float = 1.5
     min_iou: float = 0.3
-    max_centre_shift: float = 0.35
+    max_center_shift: float = 0.35
     max_scale_change: float = 1.5
     identity_change_frames: int = 8
     wrong_expression_frames: int = 3
@@ -116,8 +118,8 @@ class ChallengeSettings:
             )
         if not _finite(self.min_iou) or not 0.0 < self.min_iou <= 1.0:
             raise ConfigError(f"min_iou must be in (0, 1]. Received: min_iou={self.min_iou!r}")
-        if not _finite(self.max_centre_shift) or self.max_centre_shift < 0:
-            raise ConfigError(f"max_centre_shift must be >= 0. Received: {self.max_centre_shift!r}")
+        if not _finite(self.max_center_shift) or self.max_center_shift < 0:
+            raise ConfigError(f"max_center_shift must be >= 0. Received: {self.max_center_shift!r}")
         if not _finite(self.max_scale_change) or self.max_scale_change < 1.0:
             raise ConfigError(f"max_scale_change must be >= 1. Received: {self.max_scale_change!r}")
 

@@ -14,7 +14,7 @@ from PIL import Image
 
 from facelivenet.cli import cli
 from facelivenet.errors import DatasetError, FaceLiveNetError, FileFormatError
-from facelivenet.eval.auth import (
+from facelivenet.eval.holistic import (
     CELLS, AuthSample, evaluate_auth, fused_score, make_auth_protocol, parse_protocol, read_protocol,
     write_protocol,
 )

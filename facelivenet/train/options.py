@@ -1,6 +1,6 @@
-"""Frozen settings of the three training commands.
+"""The training commands' options, as frozen dataclasses.
 
-Each CLI command maps its options onto one of these dataclasses and calls one function
+Each training command maps its options onto one of these dataclasses and calls one function
 of :mod:`facelivenet.train.run`. Validation happens here, so a bad value fails before
 any data is read.
 """
@@ -298,7 +298,7 @@ class JointConfig(FreshNetworkConfig):
         loss: the identity head (``none`` = softmax, ``arcface``, ``cosface``).
         weight_identity, weight_distill, weight_expression, weight_smiling: the terms'
             weights in the joint objective.
-        grey_share: share of colour faces turned grey in training.
+        gray_share: share of colour faces turned grey in training.
         min_images_per_identity: identities with fewer training images get no identity
             label (their faces still train distillation and expressions).
         max_val_images: cap on held-out identity images validated each epoch.
@@ -311,7 +311,7 @@ class JointConfig(FreshNetworkConfig):
     weight_distill: float = 10.0
     weight_expression: float = 1.0
     weight_smiling: float = 0.5
-    grey_share: float = 0.25
+    gray_share: float = 0.25
     min_images_per_identity: int = 2
     max_val_images: int = 2000
 
@@ -322,6 +322,6 @@ class JointConfig(FreshNetworkConfig):
         for name in ("weight_identity", "weight_distill", "weight_expression", "weight_smiling"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0. Received: {getattr(self, name)}")
-        if not 0.0 <= self.grey_share <= 1.0:
-            raise ConfigError(f"grey_share must be in [0, 1]. Received: {self.grey_share}")
+        if not 0.0 <= self.gray_share <= 1.0:
+            raise ConfigError(f"gray_share must be in [0, 1]. Received: {self.gray_share}")
         _positive("min_images_per_identity", self.min_images_per_identity)
