@@ -19,7 +19,7 @@ answering Surprise; d12 and d9 (references d12.jpg, d9.jpg) answering the expres
 they show. The engine-level harness (the same attacks on real tracks with scripted
 labels, independent of the model's accuracy) is ``bench/engine_attacks.py``.
 
-    .venv/bin/python bench/attacks.py [--model M.keras] [--stride 1]
+    .venv/bin/python bench/attacks.py [--model M.keras] [--stride 1] [--runtime keras|onnx] [--track N]
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from facelivenet.api import load_model  # noqa: E402
 from facelivenet.auth.analyzer import FrameAnalyzer  # noqa: E402
 from facelivenet.auth.challenge import ChallengeSettings  # noqa: E402
 from facelivenet.auth.gallery import DetectorCropper, embed_faces  # noqa: E402
@@ -44,6 +43,8 @@ from facelivenet.auth.nonces import NonceStore  # noqa: E402
 from facelivenet.auth.offline import authenticate_clip  # noqa: E402
 from facelivenet.auth.tokens import issue_token  # noqa: E402
 from facelivenet.errors import FaceLiveNetError  # noqa: E402
+from facelivenet.runtime.inference import RUNTIMES, inference_backend  # noqa: E402
+from facelivenet.runtime.tracking import TrackingDetector  # noqa: E402
 from facelivenet.video import VideoWriter, read_frames  # noqa: E402
 
 VIDEOS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "videos"
@@ -144,14 +145,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model")
     ap.add_argument("--stride", type=int, default=1)
+    ap.add_argument("--runtime", choices=RUNTIMES, default="keras", help="inference runtime (facelivenet.runtime)")
+    ap.add_argument("--track", type=int, default=0, help="full detection every N frames, tracking between (0: off)")
     args = ap.parse_args()
     if not VIDEOS.is_dir():
         raise SystemExit(f"{VIDEOS}: the shared videos are needed for the attack suite")
 
-    model = load_model(args.model)
-    analyzer = FrameAnalyzer(model)
+    backend = inference_backend(args.runtime, args.model)
+    model = backend.model
+    detector = TrackingDetector(backend.detector, args.track) if args.track else backend.detector
+    analyzer = FrameAnalyzer(model, detector)
     settings = ChallengeSettings.for_model(model.config)
-    cropper = DetectorCropper.for_model(model.config)
+    cropper = DetectorCropper.for_model(model.config, backend.detector)
     first18 = read_frames(VIDEOS / "d18.mp4", max_frames=1)[1][0].image
     refs = {
         "d18": embed_faces(model, [first18], cropper),
@@ -159,7 +164,8 @@ def main() -> None:
         "d9": embed_faces(model, [str(VIDEOS / "d9.jpg")], cropper),
     }
     key = os.urandom(32)
-    print(f"model {model.source}; identity threshold {settings.identity_threshold}, "
+    print(f"model {model.source} on {args.runtime}, tracking {args.track or 'off'}; "
+          f"identity threshold {settings.identity_threshold}, "
           f"expression threshold {settings.expression_threshold}")
     with tempfile.TemporaryDirectory() as tmp:
         nonces = NonceStore(Path(tmp) / "nonces.sqlite3")
@@ -167,6 +173,8 @@ def main() -> None:
         rows = []
         for case in cases:
             t = time.perf_counter()
+            if args.track:
+                detector.reset()  # a new clip: nothing to follow yet
             if case.token_attack:
                 accepted, why = token_case(case, key, nonces, settings, analyzer, refs)
             else:

@@ -1,18 +1,30 @@
-"""End-to-end offline verification speed: frames/s on real clips, detection vs network.
+"""End to end, side by side: our ONNX Runtime path, our Keras path and ipazc/mtcnn on the same frames.
 
-Builds a 480x480 and a 640x480 clip from ../shared/data/videos/d18.mp4 (the latter padded
-left and right), then runs the verify-video pipeline (detector + alignment + network +
-challenge engine) on every frame and prints frames/s and where the time goes.
-Without --model a fresh simple-preset model at 160 px stands in (speed does not depend
-on the weights).
+From ../shared/data/videos/d18.mp4 it builds a 640x480 clip (the 480x480 frames centred on
+black) and prints, in one run:
 
-    .venv/bin/python bench/e2e.py [--model M.keras] [--clip PATH] [--repeats 2]
+* detection at full resolution, ms/frame: our MTCNN on ONNX Runtime (every frame, and
+  with tracking: the full cascade every 5th frame), on Keras, and ipazc/mtcnn (the
+  ``mtcnn`` package, same weights), with the IoU of our faces against ipazc's;
+* the face network, ms/face at batch 1 and batched (16 faces), ONNX Runtime and Keras;
+* end to end, frames/s of the verify-video pipeline (decode, detection at the product's
+  320 px, alignment, network, challenge engine) on every frame of the clip;
+* start-up: seconds from starting a fresh interpreter to the first analysed frame
+  (imports, model load, first detection and forward), per runtime; the ONNX files are
+  cached first (the one-time export is not start-up).
+
+    .venv/bin/python bench/e2e.py [--model M.keras] [--frames 60] [--repeats 2]
+
+The machine's load average is printed with the figures: on a shared machine they are
+upper bounds.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,15 +34,27 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from facelivenet.api import load_model, new_model  # noqa: E402
 from facelivenet.auth.analyzer import FrameAnalyzer  # noqa: E402
 from facelivenet.auth.challenge import Challenge, ChallengeSettings  # noqa: E402
 from facelivenet.auth.verify import verify_clip  # noqa: E402
-from facelivenet.config import NetworkConfig  # noqa: E402
+from facelivenet.detect.boxes import iou  # noqa: E402
+from facelivenet.runtime import TrackingDetector, inference_backend  # noqa: E402
 from facelivenet.video import VideoWriter, read_frames  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CLIP = ROOT.parent / "shared" / "data" / "videos" / "d18.mp4"
+
+#: A fresh interpreter: import, load the runtime, analyse the first frame; prints the time.
+STARTUP = """
+import sys, time
+from facelivenet.auth.analyzer import FrameAnalyzer
+from facelivenet.runtime import inference_backend
+from facelivenet.video import read_frames
+backend = inference_backend(sys.argv[1], sys.argv[2] or None)
+frame = read_frames(sys.argv[3], max_frames=1)[1][0].image
+FrameAnalyzer(backend.model, backend.detector).analyze(frame)
+print(time.time(), 'tensorflow' in sys.modules)
+"""
 
 
 def make_clip(src: Path, out: Path, size: tuple[int, int]) -> Path:
@@ -49,38 +73,99 @@ def make_clip(src: Path, out: Path, size: tuple[int, int]) -> Path:
     return out
 
 
+def per_call_ms(fn, items, repeats: int) -> float:
+    """Best of ``repeats`` passes over ``items``: ms per item."""
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for x in items:
+            fn(x)
+        best = min(best, (time.perf_counter() - t) / len(items))
+    return best * 1e3
+
+
+def startup_seconds(runtime: str, model: str | None, clip: Path) -> tuple[float, bool]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    t = time.time()
+    out = subprocess.run([sys.executable, "-c", STARTUP, runtime, model or "", str(clip)], env=env,
+                         capture_output=True, text=True, check=True).stdout.split()
+    return float(out[-2]) - t, out[-1] == "True"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model")
+    ap.add_argument("--model", help="model file (default: the bundled default model)")
     ap.add_argument("--clip", default=str(DEFAULT_CLIP))
+    ap.add_argument("--frames", type=int, default=60, help="frames for the detector figures")
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
+    from mtcnn import MTCNN
 
-    model = load_model(args.model) if args.model else new_model(NetworkConfig.from_preset("simple"), seed=0)
-    analyzer = FrameAnalyzer(model)
-    settings = ChallengeSettings.for_model(model.config)
-    first = read_frames(args.clip, max_frames=1)[1][0].image
-    reference = model.analyze(analyzer.align(first, analyzer.detect(first)[0], model.image_size,
-                                             model.config.alignment, model.config.margin)[None]).embeddings
-    print(f"model: {args.model or 'fresh simple'} ({model.config.preset}, {model.image_size} px); "
-          f"clip source {args.clip}; {os.cpu_count()} CPUs")
+    backends = {r: inference_backend(r, args.model) for r in ("onnx", "keras")}
+    model = backends["keras"].model
+    print(f"model {model.source} ({model.config.preset}, {model.image_size} px); {os.cpu_count()} CPUs; "
+          f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
     with tempfile.TemporaryDirectory() as tmp:
-        for size in ((480, 480), (640, 480)):
-            clip = make_clip(Path(args.clip), Path(tmp) / f"clip_{size[0]}x{size[1]}.mp4", size)
+        clip = make_clip(Path(args.clip), Path(tmp) / "clip_640x480.mp4", (640, 480))
+        frames = [f.image for f in read_frames(clip, max_frames=args.frames)[1]]
+
+        print(f"\ndetection, 640x480 full resolution, {len(frames)} frames (ms/frame, best of {args.repeats}):")
+        ipazc = MTCNN()
+        theirs = []
+        for f in frames:  # rows of (image index, x1, y1, x2, y2, score, landmarks), as bench/detect.py reads them
+            out = ipazc.detect_faces(f, box_format="xyxy", output_type="numpy", threshold_onet=0.7)
+            out = np.asarray(out, dtype=np.float64).reshape(-1, 16) if len(out) else np.zeros((0, 16))
+            theirs.append(out[out[:, 5] > 0.9, 1:5])
+        t_ipazc = per_call_ms(ipazc.detect_faces, frames, args.repeats)
+        rows = []
+        for name, det in (("ours, ONNX Runtime", backends["onnx"].detector),
+                          ("ours, ONNX Runtime + tracking (full every 5)", TrackingDetector(backends["onnx"].detector)),
+                          ("ours, Keras", backends["keras"].detector)):
+            det.detect(frames[0])
+            ms = per_call_ms(det.detect, frames, args.repeats)
+            if isinstance(det, TrackingDetector):
+                det.reset()
+            found = [[d for d in det.detect(f) if d.score > 0.9] for f in frames]
+            ious = [float(iou(np.array(b), np.array([d.box for d in mine])).max(initial=0.0)) if mine else 0.0
+                    for mine, ref in zip(found, theirs) for b in ref]
+            rows.append((name, ms, min(ious) if ious else float("nan"), float(np.mean(ious)) if ious else float("nan")))
+        print(f"  {'ipazc/mtcnn':<46} {t_ipazc:7.1f}")
+        for name, ms, worst, mean in rows:
+            print(f"  {name:<46} {ms:7.1f}  ({t_ipazc / ms:4.1f}x ipazc; IoU with ipazc min {worst:.3f} mean {mean:.3f})")
+
+        crop = FrameAnalyzer(model, backends["keras"].detector)
+        face = crop.path.faces(frames[0], "main")[0].crop
+        one, sixteen = face[None], np.repeat(face[None], 16, axis=0)
+        print(f"\nnetwork ({model.image_size} px faces; ms/face, best of {args.repeats}):")
+        for r, b in backends.items():
+            b.embed_and_classify(sixteen)
+            at1 = per_call_ms(b.embed_and_classify, [one] * 10, args.repeats)
+            at16 = per_call_ms(b.embed_and_classify, [sixteen] * 2, args.repeats) / 16
+            print(f"  {r:<6} batch 1 {at1:6.2f}   batch 16 {at16:6.2f}")
+
+        print("\nend to end, verify-video pipeline on every frame of the 640x480 clip (detection at 320 px):")
+        settings = ChallengeSettings.for_model(model.config)
+        reference = backends["keras"].embed_and_classify(one).embeddings
+        for name, r, track in (("onnx", "onnx", 0), ("onnx + tracking 5", "onnx", 5), ("keras", "keras", 0)):
+            b = backends[r]
+            det = TrackingDetector(b.detector, track) if track else b.detector
             best = None
             for _ in range(args.repeats):
-                t = time.perf_counter()
-                r = verify_clip(clip, analyzer, reference, Challenge.for_clip(("surprise",), 15.0), settings)
-                wall = time.perf_counter() - t
-                if best is None or wall < best[0]:
-                    best = (wall, r)
-            wall, r = best
-            n = r.frames_analyzed
-            faces = sum(len(a.faces) for a in r.analyses)
-            decode = wall - r.seconds["detect"] - r.seconds["network"]
-            print(f"{size[0]}x{size[1]}: {n} frames, {faces} faces: {n / wall:5.1f} frames/s end to end | "
-                  f"detect {r.seconds['detect'] / n * 1e3:5.1f} ms/frame, network {r.seconds['network'] / n * 1e3:5.1f} "
-                  f"ms/frame, decode+align+engine {decode / n * 1e3:5.1f} ms/frame | decision {r.decision.decision}")
+                if track:
+                    det.reset()
+                res = verify_clip(clip, FrameAnalyzer(b.model, det), reference,
+                                  Challenge.for_clip(("surprise",), 15.0), settings)
+                if best is None or res.seconds["total"] < best.seconds["total"]:
+                    best = res
+            n, s = best.frames_analyzed, best.seconds
+            print(f"  {name:<18} {n} frames {n / s['total']:6.1f} frames/s | detect {s['detect'] / n * 1e3:5.1f} "
+                  f"network {s['network'] / n * 1e3:5.1f} ms/frame | decision {best.decision.decision}")
+
+        print("\nstart-up, fresh interpreter to the first analysed frame (s):")
+        for r in ("onnx", "keras"):
+            secs, tf = startup_seconds(r, args.model, clip)
+            print(f"  {r:<6} {secs:5.1f}   (TensorFlow imported: {tf})")
+    print(f"\nload average at the end {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
 
 
 if __name__ == "__main__":

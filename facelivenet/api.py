@@ -5,14 +5,18 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from facelivenet.config import NetworkConfig
-from facelivenet.models.compiled import compile_forward
-from facelivenet.models.io import load_network, save_network
-from facelivenet.models.network import FaceLiveNet, count_params
 from facelivenet.preprocess import prepare_faces
+
+if TYPE_CHECKING:
+    from facelivenet.models.network import FaceLiveNet
+
+# The Keras modules are imported where they are used, so that :class:`Analysis` (which the
+# ONNX runtime returns too) and this module can be imported without TensorFlow.
 
 #: Faces per compiled forward call in :meth:`FaceModel.analyze` (bounds memory).
 MAX_BATCH = 64
@@ -87,6 +91,8 @@ class FaceModel:
                 self.expression_classes,
             )
         if self._forward is None:
+            from facelivenet.models.compiled import compile_forward
+
             self._forward = compile_forward(self.network)
         embs, probs = [], []
         for start in range(0, n, MAX_BATCH):
@@ -101,10 +107,14 @@ class FaceModel:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Save to a single ``.keras`` file (atomically)."""
+        from facelivenet.models.io import save_network
+
         return save_network(self.network, path)
 
     def summary_dict(self) -> dict:
         """Architecture, parameter counts, classes, preprocessing and thresholds."""
+        from facelivenet.models.network import count_params
+
         cfg = self.config
         return {
             "source": str(self.source) if self.source else None,
@@ -124,7 +134,7 @@ class FaceModel:
 
 def load_model(path: str | os.PathLike | None = None) -> FaceModel:
     """Load a model file (the bundled default in ``models/`` when ``path`` is None)."""
-    from facelivenet.models.io import resolve_model_path
+    from facelivenet.models.io import load_network, resolve_model_path
 
     p = resolve_model_path(path)
     return FaceModel(load_network(p), source=p)
@@ -136,4 +146,6 @@ def new_model(config: NetworkConfig | None = None, *, seed: int | None = None) -
         import keras
 
         keras.utils.set_random_seed(seed)
+    from facelivenet.models.network import FaceLiveNet
+
     return FaceModel(FaceLiveNet(config or NetworkConfig()))

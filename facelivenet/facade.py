@@ -97,15 +97,23 @@ class FaceAuth:
     Args:
         model: a model file, a :class:`facelivenet.api.FaceModel`, or None for the
             bundled default.
-        detector: a face detector (default: our MTCNN).
+        detector: a face detector (default: our MTCNN on the runtime).
         detect_max_side: downscale larger images for detection (None: full size).
+        runtime: ``"keras"`` or ``"onnx"`` (ONNX Runtime, no TensorFlow once the model's
+            ONNX files are cached; see :mod:`facelivenet.runtime`); None: the default.
     """
 
-    def __init__(self, model: Any = None, *, detector: Any = None, detect_max_side: int | None = None):
-        from facelivenet.api import FaceModel, load_model
+    def __init__(self, model: Any = None, *, detector: Any = None, detect_max_side: int | None = None,
+                 runtime: str | None = None):
+        from facelivenet.runtime.inference import inference_backend
 
-        self.model = model if isinstance(model, FaceModel) else load_model(model)
-        self.path = FacePath(self.model.config, detector, detect_max_side=detect_max_side)
+        self.backend = inference_backend(runtime, model, detector)
+        self.model = self.backend.model
+        self.path = FacePath(self.model.config, self.backend.detector, detect_max_side=detect_max_side)
+
+    @property
+    def runtime(self) -> str:
+        return self.backend.runtime
 
     @property
     def config(self):
@@ -120,7 +128,7 @@ class FaceAuth:
     def _analyses(self, faces: Sequence[Face]) -> list[FaceAnalysis]:
         if not faces:
             return []
-        out = self.model.analyze(np.stack([f.crop for f in faces]))
+        out = self.backend.embed_and_classify(np.stack([f.crop for f in faces]))
         classes = out.expression_classes
         return [FaceAnalysis(f, out.embeddings[i], dict(zip(classes, map(float, out.expressions[i]))),
                              classes[int(np.argmax(out.expressions[i]))]) for i, f in enumerate(faces)]
@@ -184,7 +192,8 @@ class FaceAuth:
                      settings: Any = None, threshold: float | None = None,
                      expression_threshold: float | None = None, stride: int = 1,
                      on_frames: Callable[[int], None] | None = None,
-                     detect_max_side: int | None = DETECT_MAX_SIDE, limits: Any = None):
+                     detect_max_side: int | None = DETECT_MAX_SIDE, limits: Any = None,
+                     track_every: int | None = None):
         """Challenge-response authentication of a clip (the offline mode).
 
         Args:
@@ -208,6 +217,9 @@ class FaceAuth:
             limits: an :class:`~facelivenet.auth.limits.AttemptLimiter`: with
                 ``identity``, a locked identity is a ``locked_out`` reject, and each
                 decision counts for or against it.
+            track_every: run the full detector every this many frames and follow the
+                face in between (:class:`facelivenet.runtime.TrackingDetector`); None: the
+                full detector on every frame.
 
         Returns:
             :class:`~facelivenet.auth.offline.Authentication` (``.decision``,
@@ -224,7 +236,12 @@ class FaceAuth:
         if expression_threshold is not None:
             settings = settings.replace(expression_threshold=float(expression_threshold),
                                         neutral_threshold=float(expression_threshold))
-        analyzer = FrameAnalyzer(self.model, self.path.detector, detect_max_side=detect_max_side)
+        detector = self.path.detector
+        if track_every:
+            from facelivenet.runtime.tracking import TrackingDetector
+
+            detector = TrackingDetector(detector, track_every)  # one per clip: it follows this clip's faces
+        analyzer = FrameAnalyzer(self.model, detector, detect_max_side=detect_max_side)
         ref = self.reference(reference)
         binding = None
         if token is not None:

@@ -6,7 +6,9 @@ import datetime as _dt
 
 import click
 
-from facelivenet.cli.common import quiet_accepted, CliError, InputFile, Command, emit, json_option, model_option, quiet_option
+from facelivenet.cli.common import (
+    quiet_accepted, CliError, InputFile, Command, emit, json_option, model_option, quiet_option, runtime_option,
+)
 
 
 def _utc(ts: float) -> str:
@@ -94,9 +96,10 @@ def challenge(expressions, length, ttl, identity, gallery_path, key_file, model_
               help="The images are already face crops: use them whole instead of detecting the face.")
 @click.option("--force", is_flag=True,
               help="Enrol even if the faces do not match each other (or NAME's enrolled faces).")
+@runtime_option
 @json_option
 @quiet_accepted
-def enroll(name, images, gallery_path, model_path, replace, cropped, force, as_json):
+def enroll(name, images, gallery_path, model_path, replace, cropped, force, runtime, as_json):
     """Enrol NAME from photos into a gallery (embeddings only, never the images).
 
     Each IMAGE must show exactly one face: it is detected and aligned as the model
@@ -111,12 +114,13 @@ def enroll(name, images, gallery_path, model_path, replace, cropped, force, as_j
     be read). Concurrent enrolments into one gallery are serialised by a lock file
     beside it (GALLERY.lock); a symlinked gallery is updated at its target.
     """
-    from facelivenet.api import load_model
     from facelivenet.auth.gallery import DetectorCropper, whole_image
     from facelivenet.auth.gallery import enroll as enroll_images
+    from facelivenet.runtime import inference_backend
 
-    model = load_model(model_path)
-    cropper = whole_image if cropped else DetectorCropper.for_model(model.config)
+    backend = inference_backend(runtime, model_path)
+    model = backend.model
+    cropper = whole_image if cropped else DetectorCropper.for_model(model.config, backend.detector)
     result = enroll_images(gallery_path, name, images, model, cropper=cropper, replace=replace, force=force)
     emit(result.to_dict(), as_json, lambda d: (
         f"enrolled {d['name']}: {d['added']} face(s) added, {d['total']} in total; "

@@ -44,10 +44,12 @@ class CliError(click.ClickException):
 
 
 class Command(click.Command):
-    """A command that needs the network: the backend is imported (quietly) before it runs."""
+    """A command that needs the network: the backend is imported (quietly) before it runs,
+    unless the command runs on ONNX Runtime (``--runtime onnx``), which needs no Keras."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        load_backend()
+        if ctx.params.get("runtime") != "onnx":
+            load_backend()
         return super().invoke(ctx)
 
 
@@ -140,6 +142,17 @@ def model_option(func: Callable) -> Callable:
         "--model", "model_path", type=InputFile("model"), default=None,
         help="Model file (.keras). Default: the bundled models/facelivenet-default.keras "
         "(or $FACELIVENET_MODEL).",
+    )(func)
+
+
+def runtime_option(func: Callable) -> Callable:
+    """``--runtime [keras|onnx]``: where inference runs (facelivenet.runtime)."""
+    from facelivenet.runtime.inference import DEFAULT_RUNTIME, RUNTIMES
+
+    return click.option(
+        "--runtime", type=click.Choice(RUNTIMES), default=DEFAULT_RUNTIME, show_default=True,
+        help="Inference runtime: keras (TensorFlow) or onnx (ONNX Runtime, no TensorFlow once the "
+        "model's ONNX files are cached; the first run exports them).",
     )(func)
 
 

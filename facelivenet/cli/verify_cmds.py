@@ -11,6 +11,7 @@ import numpy as np
 
 from facelivenet.cli.common import (
     EXIT_OK, EXIT_REJECT, CliError, InputFile, Command, emit, json_option, model_option, progress_bar, quiet_option,
+    runtime_option,
 )
 
 
@@ -60,14 +61,15 @@ def reference_options(func):
     return func
 
 
-def load_reference(model, gallery_path, identity, ref_image) -> tuple[np.ndarray, dict]:
-    """(K, D) reference embeddings and how they were obtained (for the report)."""
+def load_reference(model, gallery_path, identity, ref_image, detector=None) -> tuple[np.ndarray, dict]:
+    """(K, D) reference embeddings and how they were obtained (for the report); ``detector``
+    finds the face of ``ref_image`` (default: the Keras MTCNN)."""
     from facelivenet.auth.gallery import DetectorCropper, embed_faces, open_gallery
 
     if ref_image and (gallery_path or identity):
         raise CliError("give either --ref IMAGE or --gallery FILE --identity NAME, not both")
     if ref_image:
-        emb = embed_faces(model, [ref_image], cropper=DetectorCropper.for_model(model.config))
+        emb = embed_faces(model, [ref_image], cropper=DetectorCropper.for_model(model.config, detector))
         return emb, {"ref": ref_image}
     if not (gallery_path and identity):
         raise CliError("say whom to verify: --gallery FILE --identity NAME, or --ref IMAGE")
@@ -106,12 +108,16 @@ def load_reference(model, gallery_path, identity, ref_image) -> tuple[np.ndarray
                    "(Neutral, each expression) with its box and numbers; listed in the report.")
 @threshold_options
 @detect_size_option
+@runtime_option
+@click.option("--track", "track_every", type=click.IntRange(0), default=0, show_default=True,
+              help="Run the full face detector every N frames and follow the face in between with its last "
+                   "two stages (faster); a second face is seen at the next full detection. 0: every frame.")
 @json_option
 @quiet_option
 def verify_video(clip, model_path, gallery_path, identity, ref_image, token, challenge_spec, expressions, length,
                  key_file, previous_key_file, nonce_db, attempts_db,
                  stride, time_limit, annotate, timeline, with_trace, audit_dir, threshold, expression_threshold,
-                 detect_size, as_json, quiet):
+                 detect_size, runtime, track_every, as_json, quiet):
     """Authenticate CLIP: the enrolled person goes from Neutral to the challenged expression(s).
 
     The identity must match the reference on the very frames that show Neutral and
@@ -125,7 +131,6 @@ def verify_video(clip, model_path, gallery_path, identity, ref_image, token, cha
     stops decoding mid-stream as clip_corrupt; clips over 120 s are refused.
     Exit code 0 = accept, 1 = reject (the reasons are listed), 2 = error.
     """
-    from facelivenet.api import load_model
     from facelivenet.auth.decision import format_decision
     from facelivenet.auth.nonces import key_nonce_stores
     from facelivenet.auth.offline import Authentication, prepare_offline_challenge
@@ -184,18 +189,18 @@ def verify_video(clip, model_path, gallery_path, identity, ref_image, token, cha
         rejected = Authentication(precheck.rejected_decision(), None, precheck.claims)
         emit(rejected.report(clip=clip), as_json, lambda d: format_decision(rejected.decision))
         sys.exit(EXIT_REJECT)
-    model = load_model(model_path)
+    auth = FaceAuth(model_path, runtime=runtime)
+    model = auth.model
     settings = challenge_settings(model, time_limit=time_limit, threshold=threshold,
                                   expression_threshold=expression_threshold)
-    auth = FaceAuth(model)
 
-    reference, ref_info = load_reference(model, gallery_path, identity, ref_image)
+    reference, ref_info = load_reference(model, gallery_path, identity, ref_image, auth.path.detector)
     total = VideoSource(clip).info.frame_count  # validates the clip before the long run
     with progress_bar((total + stride - 1) // stride, label="analysing frames", quiet=quiet) as bar:
         outcome = auth.authenticate(clip, reference, token=token, challenge=challenge_spec, key=key, nonces=nonces,
                                     identity=identity if gallery_path else None, previous_keys=previous,
                                     settings=settings, stride=stride, on_frames=bar.update,
-                                    detect_max_side=detect_size or None,
+                                    detect_max_side=detect_size or None, track_every=track_every or None,
                                     limits=_attempt_limiter(attempts_db, identity))
     decision, result = outcome.decision, outcome.clip
     if result is None:  # the token was refused meanwhile (e.g. it expired during the reference)
@@ -378,10 +383,11 @@ def write_annotated(path, clip, result, decision, settings, stride) -> str:
               help="Write audit images here (the reference face, the best frame of each completed step).")
 @threshold_options
 @detect_size_option
+@runtime_option
 @json_option
 @quiet_option
 def realtime(source, model_path, gallery_path, identity, ref_image, expressions, length, challenge_spec, time_limit,
-             device, headless, audit_dir, threshold, expression_threshold, detect_size, as_json, quiet):
+             device, headless, audit_dir, threshold, expression_threshold, detect_size, runtime, as_json, quiet):
     """Live authentication: issue a random challenge and watch the camera until it is answered.
 
     The window shows the prompt and a countdown, the face box (green when the
@@ -392,7 +398,6 @@ def realtime(source, model_path, gallery_path, identity, ref_image, expressions,
     """
     import json
 
-    from facelivenet.api import load_model
     from facelivenet.auth.offline import parse_challenge_sequence
     from facelivenet.auth.analyzer import FrameAnalyzer
     from facelivenet.auth.challenge import DEFAULT_CHALLENGE_LENGTH, parse_expression_list
@@ -400,22 +405,29 @@ def realtime(source, model_path, gallery_path, identity, ref_image, expressions,
     from facelivenet.devices import select_device
     from facelivenet.video import VideoSource
 
-    where = select_device(device)
+    from facelivenet.runtime import inference_backend
+
+    if runtime == "onnx" and device.upper() != "CPU":
+        raise CliError("--runtime onnx runs on the CPU; use --device CPU or --runtime keras")
+    # ONNX Runtime runs on the CPU; only the Keras runtime needs the backend told (a TensorFlow import).
+    where = select_device(device) if runtime == "keras" else "CPU, ONNX Runtime"
     choices = parse_expression_list(expressions)
     if length is None:
         length = DEFAULT_CHALLENGE_LENGTH if len(choices) > 1 else 1
     sequence = parse_challenge_sequence(challenge_spec) if challenge_spec else None
-    model = load_model(model_path)
+    backend = inference_backend(runtime, model_path)
+    model = backend.model
     settings = challenge_settings(model, time_limit=time_limit, threshold=threshold,
                                   expression_threshold=expression_threshold)
-    reference, ref_info = load_reference(model, gallery_path, identity, ref_image)
-    analyzer = FrameAnalyzer(model, detect_max_side=detect_size or None)
+    reference, ref_info = load_reference(model, gallery_path, identity, ref_image, backend.detector)
+    analyzer = FrameAnalyzer(model, backend.detector, detect_max_side=detect_size or None)
     ref_picture = None
     if audit_dir and ref_image:
         from facelivenet.facade import FaceAuth
         from facelivenet.images import read_image
 
-        ref_picture = (read_image(ref_image), FaceAuth(model).embed(ref_image).face.box)
+        ref_picture = (read_image(ref_image), FaceAuth(model, detector=backend.detector, runtime=runtime)
+                       .embed(ref_image).face.box)
     src = VideoSource(source)
     window = None
     if not headless:

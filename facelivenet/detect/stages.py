@@ -7,11 +7,14 @@ stacked in a batch) with their scores, and from O-Net on, landmarks.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from facelivenet.detect import boxes as bx
-from facelivenet.detect.compiled import CascadeRunners
+
+if TYPE_CHECKING:  # compiled imports Keras; the ONNX runtime runs these stages without it
+    from facelivenet.detect.compiled import CascadeRunners
 
 
 @dataclass(frozen=True)

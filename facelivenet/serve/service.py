@@ -54,7 +54,8 @@ class Service:
                 if self._auth is None:
                     from facelivenet.facade import FaceAuth
 
-                    self._auth = FaceAuth(self.settings.model, detect_max_side=self.settings.detect_max_side)
+                    self._auth = FaceAuth(self.settings.model, detect_max_side=self.settings.detect_max_side,
+                                          runtime=self.settings.runtime)
         return self._auth
 
     @property

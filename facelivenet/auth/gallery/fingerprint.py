@@ -22,6 +22,9 @@ def model_fingerprint(model: Any) -> str:
     weight (trainable or not, in layer order; shapes, dtypes and values) are equal,
     so a model saved and loaded again keeps its fingerprint.
     """
+    stored = getattr(model, "fingerprint", None)
+    if isinstance(stored, str):  # an ONNX model carries its Keras model's fingerprint
+        return stored
     network = getattr(model, "network", model)
     config = getattr(network, "network_config", None)
     if config is None:

@@ -1,0 +1,113 @@
+"""The inference seam: one object that detects faces and runs the network, on Keras or ONNX Runtime.
+
+:class:`~facelivenet.facade.FaceAuth`, the CLI commands and the frame analyser get
+their detector and model from :func:`inference_backend` and never branch on the
+runtime themselves: both runtimes' objects answer the same calls
+(``detector.detect(image)``, ``model.analyze(crops)``, ``model.config``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from facelivenet.errors import InputError, ModelLoadError
+from facelivenet.runtime import cache
+
+#: The inference runtimes: ``keras`` (today's path, TensorFlow) and ``onnx`` (ONNX Runtime).
+RUNTIMES: tuple[str, ...] = ("keras", "onnx")
+#: The runtime used when none is named. Keras until the ONNX path has been shown to give
+#: the same decisions on the attack suite and the genuine clips (see the README).
+DEFAULT_RUNTIME = "keras"
+
+
+@dataclass(frozen=True)
+class InferenceBackend:
+    """A detector and a face network on one runtime.
+
+    Attributes:
+        runtime: one of :data:`RUNTIMES`.
+        model: :class:`facelivenet.api.FaceModel` or :class:`~facelivenet.runtime.OnnxFaceModel`.
+        detector: :class:`facelivenet.detect.FaceDetector` or its ONNX twin.
+    """
+
+    runtime: str
+    model: Any
+    detector: Any
+
+    def detect(self, image) -> list:
+        """Faces of one RGB image, best first (:class:`facelivenet.detect.Detection`)."""
+        return self.detector.detect(image)
+
+    def embed_and_classify(self, crops):
+        """:class:`facelivenet.api.Analysis` of aligned face crops (one batched call)."""
+        return self.model.analyze(crops)
+
+
+def check_runtime(runtime: str | None) -> str:
+    """``runtime`` checked (None: :data:`DEFAULT_RUNTIME`)."""
+    runtime = DEFAULT_RUNTIME if runtime is None else runtime
+    if runtime not in RUNTIMES:
+        raise InputError(f"runtime must be one of {list(RUNTIMES)}. Received: {runtime!r}")
+    return runtime
+
+
+def inference_backend(runtime: str | None = None, model: Any = None, detector: Any = None) -> InferenceBackend:
+    """The detector and network of ``model`` (a path, a loaded model or None for the default).
+
+    On ``onnx`` a loaded Keras :class:`~facelivenet.api.FaceModel` is replaced by the ONNX
+    twin of the file it was loaded from; the ONNX files are built on first use.
+    """
+    runtime = check_runtime(runtime)
+    if runtime == "keras":
+        from facelivenet.api import FaceModel, load_model
+
+        if getattr(model, "runtime", "keras") != "keras":
+            raise InputError("a model loaded on the onnx runtime cannot run on keras; pass its file instead")
+        loaded = model if isinstance(model, FaceModel) else load_model(model)
+        if detector is None:
+            from facelivenet.detect import FaceDetector
+
+            detector = FaceDetector()
+        return InferenceBackend(runtime, loaded, detector)
+    from facelivenet.runtime.detector import OnnxFaceDetector
+    from facelivenet.runtime.network import OnnxFaceModel, load_onnx_model
+
+    if isinstance(model, OnnxFaceModel):
+        loaded = model
+    elif hasattr(model, "network"):  # a Keras FaceModel: its file
+        if getattr(model, "source", None) is None:
+            raise InputError("the onnx runtime needs the model's file; this model was not loaded from one")
+        loaded = load_onnx_model(model.source)
+    else:
+        loaded = load_onnx_model(model)
+    return InferenceBackend(runtime, loaded, detector if detector is not None else OnnxFaceDetector())
+
+
+def network_entry(source: Path, *, build: bool = True) -> tuple[Path, dict[str, Any]]:
+    """(folder, metadata) of the ONNX network of the model file ``source``, built when missing."""
+    folder = cache.entry_dir("network", cache.file_digest([source]))
+    meta = cache.read_meta(folder)
+    if meta is None:
+        if not build:
+            raise ModelLoadError(f"{source}: no ONNX export cached in {folder}")
+        from facelivenet.runtime.build import build_entry, build_network
+
+        build_entry(folder, lambda tmp: build_network(source, tmp))
+        meta = cache.read_meta(folder)
+    return folder, meta
+
+
+def detector_folder(*, build: bool = True) -> Path:
+    """The folder of the ONNX P-/R-/O-Net of the installed MTCNN weights, built when missing."""
+    from facelivenet.detect.weights import NETWORKS, weights_path
+
+    folder = cache.entry_dir("detector", cache.file_digest([weights_path(n) for n in NETWORKS]))
+    if cache.read_meta(folder) is None:
+        if not build:
+            raise ModelLoadError(f"no ONNX export of the MTCNN detector cached in {folder}")
+        from facelivenet.runtime.build import build_detector, build_entry
+
+        build_entry(folder, build_detector)
+    return folder

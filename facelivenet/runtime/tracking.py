@@ -1,0 +1,116 @@
+"""Following faces between full detections: :class:`TrackingDetector`.
+
+On a clip the faces move little from frame to frame, so after a full cascade the
+next frames only need the cheap last stages on the previous boxes: each box, grown a
+little for the motion and made square, goes to R-Net (rescore and regress) and then
+O-Net (final box, landmarks), as the cascade's own candidates would; P-Net and its
+image pyramid, most of the cascade's time, are skipped.
+
+The full cascade still runs
+
+* every ``every``-th frame (the first of each period),
+* when a followed face is lost (R-Net or O-Net no longer scores it a face, or two
+  followed boxes merge), and
+* on a call with another frame size or downscale factor, which does not disturb the
+  tracks (the frame analyser searches every few frames at full resolution as well, for
+  small faces: those searches always run the full cascade).
+
+Two-face rule: a second face that enters between full cascades is not seen by the
+follow-up frames, which only look at the known boxes; it is seen at the next full
+cascade, at most ``every - 1`` frames later, and the challenge engine rejects that
+frame (``multiple_faces``). A second face in view for fewer frames than that may be
+missed, so ``every`` bounds the shortest intrusion caught (5 frames: 1/6 s at 30 fps).
+A face that jumps is lost by the follow-up (its old box holds no face) and found by
+the full cascade, so the engine's face-jump rule sees it too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from facelivenet.detect import boxes as bx
+from facelivenet.detect.detector import Detection, _shrink, _to_detections, as_detector_input
+from facelivenet.detect.stages import Candidates
+from facelivenet.errors import InputError
+from facelivenet.faces import MIN_FACE_SCORE
+
+#: Full cascade every this many frames by default.
+DEFAULT_EVERY = 5
+#: Each side of a followed box grows by this share of its size before R-Net sees it.
+GROW = 0.1
+
+
+class TrackingDetector:
+    """A face detector for consecutive frames of one clip (``detect(image, downscale=)``).
+
+    Args:
+        detector: a :class:`facelivenet.detect.FaceDetector` (Keras or ONNX).
+        every: full cascade every this many frames (1: always, no tracking).
+        min_score: the score a followed face must keep (:data:`~facelivenet.faces.MIN_FACE_SCORE`).
+
+    Attributes:
+        full_runs, followed: frames that ran the full cascade / only the follow-up.
+    """
+
+    def __init__(self, detector: Any, every: int = DEFAULT_EVERY, *, min_score: float = MIN_FACE_SCORE):
+        if not int(every) >= 1:
+            raise InputError(f"tracking: a full detection every N frames needs N >= 1. Received: {every}")
+        self.detector = detector
+        self.every = int(every)
+        self.min_score = float(min_score)
+        self.reset()
+
+    def __repr__(self) -> str:
+        return f"TrackingDetector({self.detector!r}, every={self.every})"
+
+    def reset(self) -> None:
+        """Forget the tracks: the next frame runs the full cascade (a new clip)."""
+        self._boxes: np.ndarray | None = None
+        self._key: tuple | None = None
+        self._since_full = 0
+        self.full_runs = 0
+        self.followed = 0
+
+    def detect(self, image, *, downscale: float = 1.0) -> list[Detection]:
+        """Faces of the next frame, best first, in its pixels (as ``FaceDetector.detect``)."""
+        if not downscale >= 1.0:
+            raise InputError(f"downscale must be >= 1. Received: downscale={downscale}")
+        frame = as_detector_input(image)
+        small = _shrink(frame, downscale)
+        key = (frame.shape, float(downscale))
+        fresh = self._boxes is not None and len(self._boxes) > 0 and self._since_full < self.every
+        if fresh and key != self._key:
+            # Another view of the frame while following (the frame analyser's periodic
+            # full-resolution search for small faces): the full cascade, the tracks kept.
+            # It counts towards the period, so a clip of a new size is taken up in time.
+            self._since_full += 1
+            self.full_runs += 1
+            return _to_detections(self.detector.load()._cascade(small[None]), small.shape, frame.shape)
+        found = None
+        if fresh:
+            found = self._follow(small)
+        if found is None:
+            found = self.detector.load()._cascade(small[None])
+            self._since_full = 0
+            self.full_runs += 1
+        else:
+            self.followed += 1
+        self._since_full += 1
+        self._key = key
+        self._boxes = found.boxes[found.scores >= self.min_score]
+        return _to_detections(found, small.shape, frame.shape)
+
+    def _follow(self, small: np.ndarray) -> Candidates | None:
+        """R-Net then O-Net on the grown previous boxes; None when a face is lost."""
+        _, rnet, onet = self.detector.load()._stages
+        boxes = self._boxes
+        size = np.maximum(boxes[:, 2:] - boxes[:, :2], 1.0)
+        grown = np.concatenate([boxes[:, :2] - GROW * size, boxes[:, 2:] + GROW * size], axis=1)
+        n = len(boxes)
+        start = Candidates(np.zeros(n, np.int64), bx.square_boxes(grown), np.ones(n))
+        found = onet(small[None], rnet(small[None], start))
+        if int(np.sum(found.scores >= self.min_score)) != n:
+            return None
+        return found
