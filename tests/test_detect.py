@@ -31,7 +31,7 @@ def _iou(a, b) -> float:
 
 
 def test_networks_load_the_pretrained_weights_and_have_the_documented_shapes():
-    from facelivenet.detect.networks import load_network
+    from facelivenet.detect.mtcnn_nets import load_network
     from facelivenet.detect.weights import load_weights
 
     pnet, rnet, onet = (load_network(n) for n in ("pnet", "rnet", "onet"))
@@ -147,7 +147,7 @@ def test_detection_to_dict_is_json_ready(detector, astronaut):
 def test_pyramid_call_equals_one_network_call_per_level(detector, astronaut):
     import tensorflow as tf
 
-    from facelivenet.detect.networks import MEAN, SCALE, load_network
+    from facelivenet.detect.mtcnn_nets import MEAN, SCALE, load_network
 
     sizes = [(300, 290), (37, 53), (12, 12)]
     flat_offsets, flat_probs = detector._stages[0].runners.pnet(astronaut, sizes)
@@ -167,7 +167,7 @@ def test_pyramid_call_equals_one_network_call_per_level(detector, astronaut):
 def test_eager_runners_agree_with_the_compiled_ones(detector, astronaut):
     """The backend-neutral path (OpenCV resize, numpy crops, eager calls) finds the same face."""
     from facelivenet.detect.compiled import _eager_runners
-    from facelivenet.detect.networks import load_network
+    from facelivenet.detect.mtcnn_nets import load_network
     from facelivenet.detect.stages import ONetStage, PNetStage, RNetStage
 
     eager = _eager_runners(*(load_network(n) for n in ("pnet", "rnet", "onet")))

@@ -12,7 +12,7 @@ from PIL import Image
 from facelivenet.cli import cli
 from facelivenet.data.pairs import parse_pairs, read_pairs
 from facelivenet.errors import DatasetError
-from facelivenet.eval.faces import DetectedFace, analyze_files, center_box, flip_fused
+from facelivenet.eval.crops import DetectedFace, analyze_files, center_box, flip_fused
 from facelivenet.eval.verification import evaluate_verification, locate_pair_images
 
 from conftest import shared_data

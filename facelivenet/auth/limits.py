@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from facelivenet.auth.challenge import Reason, ReasonCode
-from facelivenet.auth.paths import config_dir
+from facelivenet.auth.configdir import config_dir
 from facelivenet.auth.sqlitedb import transaction
 from facelivenet.errors import ConfigError
 

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from facelivenet.auth.paths import config_dir
+from facelivenet.auth.configdir import config_dir
 from facelivenet.auth.sqlitedb import transaction
 from facelivenet.errors import NonceStoreError
 
@@ -54,7 +54,7 @@ CREATE TABLE IF NOT EXISTS store_meta (
 
 
 def default_nonce_db() -> Path:
-    """``<config dir>/used-nonces.sqlite3`` (see :func:`facelivenet.auth.paths.config_dir`):
+    """``<config dir>/used-nonces.sqlite3`` (see :func:`facelivenet.auth.configdir.config_dir`):
     the store beside the default key."""
     return config_dir() / NONCE_DB_NAME
 

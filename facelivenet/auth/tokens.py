@@ -51,7 +51,7 @@ from facelivenet.auth.nonces import NonceStore
 from facelivenet.auth.token_binding import (  # noqa: F401 (re-exported)
     KID_HEX, TokenBinding, binding_reason, key_id, template_fingerprint,
 )
-from facelivenet.auth.paths import CONFIG_ENV, config_dir  # noqa: F401 (re-exported)
+from facelivenet.auth.configdir import CONFIG_ENV, config_dir  # noqa: F401 (re-exported)
 from facelivenet.errors import ChallengeError, TokenError
 
 #: File name of the default signing key inside the config directory.

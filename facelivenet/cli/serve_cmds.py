@@ -54,7 +54,7 @@ def serve(host, port, gallery_path, workers, api_key_file, state_dir, cors_origi
         raise CliError("serving needs FastAPI and uvicorn: pip install 'facelivenet[serve]'") from None
     from facelivenet.auth.challenge import DEFAULT_CHALLENGE_LENGTH, parse_expression_list
     from facelivenet.auth.limits import LimitPolicy
-    from facelivenet.auth.paths import config_dir
+    from facelivenet.auth.configdir import config_dir
     from facelivenet.auth.tokens import load_key
     from facelivenet.serve.settings import ServeSettings
 

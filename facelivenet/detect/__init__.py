@@ -6,7 +6,7 @@
     face = pick_main_face(faces, image.shape)        # largest, most central
     crop = align_face(image, face, 160, mode="crop", margin=32)
 
-Modules: ``networks`` (P/R/O-Net), ``weights`` (the mtcnn package's files), ``boxes``
+Modules: ``mtcnn_nets`` (P/R/O-Net), ``weights`` (the mtcnn package's files), ``boxes``
 (numpy box maths), ``compiled`` (compiled forwards), ``stages`` (the cascade),
 ``detector`` (the facade), ``align`` (crop and similarity alignment), ``batch_align``
 (``facelivenet align``: a whole folder tree). Names are imported on first use, so

@@ -25,7 +25,7 @@ import keras
 import numpy as np
 
 from facelivenet.detect import boxes as bx
-from facelivenet.detect.networks import MEAN, SCALE, load_network
+from facelivenet.detect.mtcnn_nets import MEAN, SCALE, load_network
 
 
 @dataclass(frozen=True)

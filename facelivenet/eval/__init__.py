@@ -2,7 +2,7 @@
 
 - :mod:`~facelivenet.eval.metrics`: distances, k-fold accuracy, ROC, AUC, EER, VAL@FAR,
   confusion matrix, precision / recall.
-- :mod:`~facelivenet.eval.faces`: image files → face crops (whole, or detected and
+- :mod:`~facelivenet.eval.crops`: image files → face crops (whole, or detected and
   aligned) → network outputs, in batches.
 - :mod:`~facelivenet.eval.verification`: the LFW pairs protocol.
 - :mod:`~facelivenet.eval.expression`: expression accuracy and confusion, and the

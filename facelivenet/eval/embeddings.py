@@ -15,7 +15,7 @@ import numpy as np
 
 from facelivenet.data.datasets import scan_class_folders, with_subjects
 from facelivenet.errors import DatasetError
-from facelivenet.eval.faces import Progress, analyze_files
+from facelivenet.eval.crops import Progress, analyze_files
 from facelivenet.eval.plots import plot_identity_map
 
 #: Most images embedded and mapped by default (t-SNE is quadratic in them).

@@ -29,7 +29,7 @@ import numpy as np
 from facelivenet.data.datasets import LabeledImages, scan_class_folders, with_subjects
 from facelivenet.errors import DatasetError
 from facelivenet.eval import metrics
-from facelivenet.eval.faces import Progress, analyze_files
+from facelivenet.eval.crops import Progress, analyze_files
 
 #: Names of one expression across datasets (lower case): FER2013, CK+, Oulu-CASIA.
 SYNONYMS: tuple[frozenset[str], ...] = (

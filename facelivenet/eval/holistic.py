@@ -52,7 +52,7 @@ from facelivenet.data.datasets import scan_class_folders, with_subjects
 from facelivenet.errors import DatasetError, FileFormatError
 from facelivenet.eval import metrics
 from facelivenet.eval.expression import same_expression, class_index
-from facelivenet.eval.faces import Progress, analyze_files
+from facelivenet.eval.crops import Progress, analyze_files
 
 #: The papers' required expressions: the most universal and easiest to recognise.
 REQUIRED_EXPRESSIONS: tuple[str, ...] = ("happy", "surprise")

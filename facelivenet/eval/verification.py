@@ -28,7 +28,7 @@ import numpy as np
 from facelivenet.data.pairs import PairsFile, image_path, resolve_pair_images
 from facelivenet.errors import DatasetError
 from facelivenet.eval import metrics
-from facelivenet.eval.faces import DetectedFace, Progress, WholeImage, analyze_files
+from facelivenet.eval.crops import DetectedFace, Progress, WholeImage, analyze_files
 
 #: VAL is reported at this false accept rate (the LFW convention).
 FAR_TARGET = 1e-3

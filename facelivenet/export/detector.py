@@ -29,7 +29,7 @@ def _stage_serving(stage: str):
     """(keras model with the pretrained weights, tf.function ``serve(image uint8) -> dict``)."""
     import tensorflow as tf
 
-    from facelivenet.detect.networks import load_network, normalize
+    from facelivenet.detect.mtcnn_nets import load_network, normalize
 
     net = load_network(stage)
     side, names = DETECTOR_STAGES[stage]
@@ -69,7 +69,7 @@ def export_detector(fmt: str, out_dir: str | os.PathLike, *, faces: np.ndarray,
     """
     from keras import ops
 
-    from facelivenet.detect.networks import normalize
+    from facelivenet.detect.mtcnn_nets import normalize
 
     ext = {"savedmodel": "savedmodel", "tflite": "tflite", "tflite-int8": "int8.tflite", "onnx": "onnx"}[fmt]
     out = Path(out_dir)

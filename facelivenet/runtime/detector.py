@@ -19,7 +19,7 @@ from facelivenet.detect.detector import FaceDetector
 from facelivenet.detect.stages import ONetStage, PNetStage, RNetStage
 
 #: The value outside the image in R-/O-Net patches: the networks' normalisation mean
-#: (``facelivenet.detect.networks.MEAN``, which imports Keras), so it reads as 0.
+#: (``facelivenet.detect.mtcnn_nets.MEAN``, which imports Keras), so it reads as 0.
 PIXEL_MEAN = 127.5
 
 

@@ -37,7 +37,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from facelivenet.auth.paths import config_dir
+from facelivenet.auth.configdir import config_dir
 from facelivenet.errors import GalleryError, GalleryIntegrityError, TokenError
 
 GALLERY_FORMAT = "facelivenet-gallery"
