@@ -7,7 +7,8 @@ import datetime as _dt
 import click
 
 from facelivenet.cli.common import (
-    quiet_accepted, CliError, InputFile, Command, emit, json_option, model_option, quiet_option, runtime_option,
+    quiet_accepted, CliError, InputFile, Command, challenge_draw, challenge_draw_options, emit, json_option,
+    model_option, quiet_option, runtime_option,
 )
 
 
@@ -16,12 +17,7 @@ def _utc(ts: float) -> str:
 
 
 @click.command("challenge")
-@click.option("--expressions", default="happy,surprise,turn_left,turn_right,chin_up", show_default=True,
-              help="Comma-separated steps to draw the challenge from: expressions of the model and the head "
-                   "moves turn_left, turn_right, chin_up (measured from the face's landmarks).")
-@click.option("--length", type=click.IntRange(1, 8), default=None,
-              help="Number of steps the user must show, in order (after Neutral); no step twice in a row. "
-                   "Default 3 (1 when --expressions names a single step).")
+@challenge_draw_options
 @click.option("--ttl", type=click.IntRange(1, 7 * 86400), default=180, show_default=True,
               help="Seconds the token stays valid (keep it short: see README, challenge tokens).")
 @click.option("--identity", help="Bind the token to this enrolled identity of --gallery (and to the model): "
@@ -46,14 +42,12 @@ def challenge(expressions, length, ttl, identity, gallery_path, key_file, model_
     enrolled template and the model; without, it is bound to no one (for --ref).
     """
     from facelivenet.auth.challenge import (
-        DEFAULT_CHALLENGE_LENGTH, challenge_count, challenge_entropy, is_move, parse_expression_list,
+        challenge_count, challenge_entropy, is_move,
     )
     from facelivenet.auth.tokens import TokenBinding, issue_token, load_key
     from facelivenet.paths import model_expression_classes
 
-    choices = parse_expression_list(expressions)
-    if length is None:
-        length = DEFAULT_CHALLENGE_LENGTH if len(choices) > 1 else 1
+    choices, length = challenge_draw(expressions, length)
     if bool(identity) != bool(gallery_path):
         raise CliError("--identity NAME and --gallery FILE go together (the token is bound to NAME's enrolment)")
     known = model_expression_classes(model_path)

@@ -156,6 +156,34 @@ def runtime_option(func: Callable) -> Callable:
     )(func)
 
 
+#: The steps a random challenge is drawn from by default (the library's ≥ 6-bit default).
+DEFAULT_STEPS_TEXT = "happy,surprise,turn_left,turn_right,chin_up"
+
+
+def challenge_draw_options(func: Callable) -> Callable:
+    """``--expressions E,...`` and ``--length N``: what a random challenge is drawn from
+    (``challenge``, ``realtime``, ``serve``); read them with :func:`challenge_draw`."""
+    func = click.option(
+        "--length", type=click.IntRange(1, 8), default=None,
+        help="Number of steps to show, in order, after Neutral; no step twice in a row. Default 3 "
+             "(1 when --expressions names a single step): 80 possible challenges by default, 6.3 bits.")(func)
+    return click.option(
+        "--expressions", default=DEFAULT_STEPS_TEXT, show_default=True,
+        help="Comma-separated steps to draw from: expressions of the model and the head moves "
+             "turn_left, turn_right, chin_up (measured from the face's landmarks).")(func)
+
+
+def challenge_draw(expressions: str, length: int | None) -> tuple[tuple[str, ...], int]:
+    """The checked step names of ``--expressions`` and the challenge length (``--length``,
+    else 3 for several names and 1 for one)."""
+    from facelivenet.auth.challenge import DEFAULT_CHALLENGE_LENGTH, parse_expression_list
+
+    choices = parse_expression_list(expressions)
+    if length is None:
+        length = DEFAULT_CHALLENGE_LENGTH if len(choices) > 1 else 1
+    return choices, length
+
+
 def json_option(func: Callable) -> Callable:
     """``--json``: print the result as JSON on stdout instead of the human summary."""
     return click.option(

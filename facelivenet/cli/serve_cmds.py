@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from facelivenet.cli.common import (
-    CliError, Command, InputFile, emit, json_option, model_option, quiet_option, runtime_option,
+    CliError, Command, InputFile, challenge_draw, challenge_draw_options, emit, json_option, model_option,
+    quiet_option, runtime_option,
 )
 
 
@@ -25,10 +26,7 @@ from facelivenet.cli.common import (
                    "(default: the config directory's serve/).")
 @click.option("--cors-origin", "cors_origins", multiple=True,
               help="Allow this origin by CORS (repeatable; default: CORS off).")
-@click.option("--expressions", default="happy,surprise,turn_left,turn_right,chin_up", show_default=True,
-              help="Comma-separated steps the challenges are drawn from (expressions of the model, head moves).")
-@click.option("--length", type=click.IntRange(1, 8), default=None,
-              help="Steps per challenge after Neutral. Default 3 (1 when --expressions names a single step).")
+@challenge_draw_options
 @click.option("--attempt-limit", type=click.IntRange(1), default=5, show_default=True,
               help="Failed attempts in 10 min that lock an identity (and a client) for 15 min.")
 @model_option
@@ -52,15 +50,12 @@ def serve(host, port, gallery_path, workers, api_key_file, state_dir, cors_origi
         import uvicorn
     except ImportError:
         raise CliError("serving needs FastAPI and uvicorn: pip install 'facelivenet[serve]'") from None
-    from facelivenet.auth.challenge import DEFAULT_CHALLENGE_LENGTH, parse_expression_list
     from facelivenet.auth.limits import LimitPolicy
     from facelivenet.auth.configdir import config_dir
     from facelivenet.auth.tokens import load_key
     from facelivenet.serve.settings import ServeSettings
 
-    choices = parse_expression_list(expressions)
-    if length is None:
-        length = DEFAULT_CHALLENGE_LENGTH if len(choices) > 1 else 1
+    choices, length = challenge_draw(expressions, length)
     settings = ServeSettings(
         state_dir=Path(state_dir) if state_dir else config_dir() / "serve",
         model=model_path, gallery=Path(gallery_path) if gallery_path else None,

@@ -10,8 +10,8 @@ import click
 import numpy as np
 
 from facelivenet.cli.common import (
-    EXIT_OK, EXIT_REJECT, CliError, InputFile, Command, emit, json_option, model_option, progress_bar, quiet_option,
-    runtime_option,
+    EXIT_OK, EXIT_REJECT, CliError, InputFile, Command, challenge_draw, challenge_draw_options, emit, json_option,
+    model_option, progress_bar, quiet_option, runtime_option,
 )
 
 
@@ -364,12 +364,7 @@ def write_annotated(path, clip, result, decision, settings, stride) -> str:
               help="Camera index, video file or stream URL.")
 @model_option
 @reference_options
-@click.option("--expressions", default="happy,surprise,turn_left,turn_right,chin_up", show_default=True,
-              help="Steps the random challenge is drawn from: expressions of the model and the head moves "
-                   "turn_left, turn_right, chin_up (as `facelivenet challenge`).")
-@click.option("--length", type=click.IntRange(1, 8), default=None,
-              help="Number of steps to perform, in order, after Neutral. Default 3 (1 when --expressions "
-                   "names a single step): 80 possible challenges by default, 6.3 bits.")
+@challenge_draw_options
 @click.option("--challenge", "challenge_spec", default=None,
               help="A fixed challenge instead of a random one, e.g. happy or happy,surprise.")
 @click.option("--time-limit", type=click.FloatRange(0, min_open=True), default=None,
@@ -400,7 +395,6 @@ def realtime(source, model_path, gallery_path, identity, ref_image, expressions,
 
     from facelivenet.auth.offline import parse_challenge_sequence
     from facelivenet.auth.analyzer import FrameAnalyzer
-    from facelivenet.auth.challenge import DEFAULT_CHALLENGE_LENGTH, parse_expression_list
     from facelivenet.auth.realtime import Window, display_available, run_live
     from facelivenet.devices import select_device
     from facelivenet.video import VideoSource
@@ -411,9 +405,7 @@ def realtime(source, model_path, gallery_path, identity, ref_image, expressions,
         raise CliError("--runtime onnx runs on the CPU; use --device CPU or --runtime keras")
     # ONNX Runtime runs on the CPU; only the Keras runtime needs the backend told (a TensorFlow import).
     where = select_device(device) if runtime == "keras" else "CPU, ONNX Runtime"
-    choices = parse_expression_list(expressions)
-    if length is None:
-        length = DEFAULT_CHALLENGE_LENGTH if len(choices) > 1 else 1
+    choices, length = challenge_draw(expressions, length)
     sequence = parse_challenge_sequence(challenge_spec) if challenge_spec else None
     backend = inference_backend(runtime, model_path)
     model = backend.model
