@@ -10,7 +10,7 @@ N challenges, then uploads the clip to all of them at once (N threads) and print
 Bounded: at most 50 uploads, and everything stops after --timeout seconds.
 
     .venv/bin/python bench/serve.py [--clip ../shared/data/videos/d18.mp4] [--n 20] [--workers 2]
-                                    [--model M.keras] [--timeout 900]
+                                    [--model M.keras] [--timeout 900] [--expressions surprise]
 """
 
 from __future__ import annotations
@@ -76,6 +76,10 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--model", default=None)
     ap.add_argument("--timeout", type=float, default=900.0)
+    ap.add_argument("--expressions", default="surprise",
+                    help="what the server's challenges are drawn from (serve --expressions); the default, "
+                         "surprise, is what d18 shows, so every upload is analysed to an accept or a reject "
+                         "on its merits rather than stopped at the first step it does not show")
     args = ap.parse_args()
     n = min(args.n, MAX_UPLOADS)
     clip = Path(args.clip)
@@ -88,7 +92,7 @@ def main() -> None:
         url = f"http://127.0.0.1:{port}"
         cmd = [sys.executable, "-m", "facelivenet", "serve", "--host", "127.0.0.1", "--port", str(port),
                "--gallery", str(tmp / "people.json"), "--workers", str(args.workers), "--api-key-file", str(key),
-               "--state-dir", str(tmp / "state"), "--attempt-limit", str(10 * n)]
+               "--state-dir", str(tmp / "state"), "--attempt-limit", str(10 * n), "--expressions", args.expressions]
         if args.model:
             cmd += ["--model", args.model]
         env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
