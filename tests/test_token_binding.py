@@ -214,3 +214,20 @@ def test_nonce_stores_dedupe_the_same_file(tmp_path):
     stores = NonceStores([NonceStore(p), NonceStore(tmp_path / "." / "n.db")])
     assert len(stores.stores) == 1
     assert stores.consume("x", T0 + 60, T0) and not stores.consume("x", T0 + 60, T0)
+
+
+def test_challenge_for_an_identity_of_a_missing_gallery_is_one_line_before_the_model(tmp_path):
+    """`challenge --identity N --gallery MISSING` fails at once, without loading the model."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from facelivenet.cli import cli\n"
+            "try:\n    cli(sys.argv[1:], standalone_mode=True)\n"
+            "except SystemExit as e:\n    print('keras' in sys.modules, file=sys.stderr); raise\n")
+    out = subprocess.run([sys.executable, "-c", code, "challenge", "--identity", "bob", "--gallery",
+                          str(tmp_path / "none.json"), "--key-file", str(tmp_path / "k" / "c.key"), "--json"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert json.loads(out.stdout) == {"error": {"code": "bad_gallery",
+                                                "message": f"{tmp_path / 'none.json'}: no such gallery file"}}
+    assert out.stderr.strip().splitlines() == [f"Error: {tmp_path / 'none.json'}: no such gallery file", "False"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+from pathlib import Path
 
 import click
 
@@ -59,7 +60,11 @@ def challenge(expressions, length, ttl, identity, gallery_path, key_file, model_
     if identity:
         from facelivenet.api import load_model
         from facelivenet.auth.gallery import open_gallery
+        from facelivenet.backend import load_backend
 
+        if not Path(gallery_path).is_file():  # before seconds of TensorFlow
+            raise CliError(f"{gallery_path}: no such gallery file", "bad_gallery")
+        load_backend()  # the model is read for its fingerprint: Keras, without TensorFlow's start-up log
         gallery = open_gallery(gallery_path, load_model(model_path))  # refuses a gallery of another model
         binding = TokenBinding.for_reference(gallery.fingerprint, identity, gallery.embeddings(identity))
     key = load_key(key_file)
