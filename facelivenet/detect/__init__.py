@@ -15,6 +15,8 @@ importing this package (or its numpy-only modules) does not import Keras.
 
 from __future__ import annotations
 
+from facelivenet.lazy import lazy_getattr
+
 _EXPORTS = {
     "ALIGN_MODES": "align",
     "TEMPLATE_112": "align",
@@ -31,9 +33,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(f"facelivenet.detect.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'facelivenet.detect' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

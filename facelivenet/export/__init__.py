@@ -14,6 +14,8 @@ or the parity checks do not import it.
 
 from __future__ import annotations
 
+from facelivenet.lazy import lazy_getattr
+
 from facelivenet.errors import ExportError
 
 _EXPORTS = {
@@ -40,9 +42,4 @@ _EXPORTS = {
 __all__ = sorted([*_EXPORTS, "ExportError"])
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(f"facelivenet.export.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'facelivenet.export' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -20,6 +20,8 @@ a face between full detections). Names are imported on first use.
 
 from __future__ import annotations
 
+from facelivenet.lazy import lazy_getattr
+
 _EXPORTS = {
     "RUNTIMES": "inference",
     "InferenceBackend": "inference",
@@ -35,9 +37,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(f"facelivenet.runtime.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'facelivenet.runtime' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
