@@ -49,7 +49,56 @@ class Analysis:
         return self.expressions[:, self.expression_classes.index(name)]
 
 
-class FaceModel:
+class BatchedFaceModel:
+    """What every runtime's face model shares: the config's class names and input size,
+    and :meth:`analyze` over chunks of ``MAX_BATCH`` crops; a runtime supplies
+    :meth:`_run` (one chunk through its network)."""
+
+    config: NetworkConfig
+
+    @property
+    def expression_classes(self) -> tuple[str, ...]:
+        return self.config.expression_classes
+
+    @property
+    def image_size(self) -> int:
+        return self.config.image_size
+
+    def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(embeddings, expression probabilities) of one prepared chunk."""
+        raise NotImplementedError
+
+    def analyze(self, faces) -> Analysis:
+        """Embeddings and expression probabilities for a batch of face crops.
+
+        Args:
+            faces: (N, H, W, 3) uint8 RGB face crops (or a list of crops of any size
+                and colour layout); resized to the model's input size when needed.
+
+        Returns:
+            :class:`Analysis` from one forward per chunk of ``MAX_BATCH``.
+        """
+        batch = prepare_faces(faces, self.image_size)
+        n = batch.shape[0]
+        if n == 0:
+            return Analysis(
+                np.zeros((0, self.config.embedding_size), np.float32),
+                np.zeros((0, len(self.expression_classes)), np.float32),
+                self.expression_classes,
+            )
+        embs, probs = [], []
+        for start in range(0, n, MAX_BATCH):
+            e, p = self._run(batch[start : start + MAX_BATCH])
+            embs.append(e)
+            probs.append(p)
+        return Analysis(
+            np.concatenate(embs).astype(np.float32, copy=False),
+            np.concatenate(probs).astype(np.float32, copy=False),
+            self.expression_classes,
+        )
+
+
+class FaceModel(BatchedFaceModel):
     """A loaded FaceLiveNet ready for inference.
 
     Attributes:
@@ -64,46 +113,12 @@ class FaceModel:
         self.source = source
         self._forward = None
 
-    @property
-    def expression_classes(self) -> tuple[str, ...]:
-        return self.config.expression_classes
-
-    @property
-    def image_size(self) -> int:
-        return self.config.image_size
-
-    def analyze(self, faces) -> Analysis:
-        """Embeddings and expression probabilities for a batch of face crops.
-
-        Args:
-            faces: (N, H, W, 3) uint8 RGB face crops (or a list of crops of any size
-                and colour layout); resized to the model's input size when needed.
-
-        Returns:
-            :class:`Analysis` from one compiled forward per chunk of ``MAX_BATCH``.
-        """
-        batch = prepare_faces(faces, self.image_size)
-        n = batch.shape[0]
-        if n == 0:
-            return Analysis(
-                np.zeros((0, self.config.embedding_size), np.float32),
-                np.zeros((0, len(self.expression_classes)), np.float32),
-                self.expression_classes,
-            )
-        if self._forward is None:
+    def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self._forward is None:  # compiled on first use
             from facelivenet.models.compiled import compile_forward
 
             self._forward = compile_forward(self.network)
-        embs, probs = [], []
-        for start in range(0, n, MAX_BATCH):
-            e, p = self._forward(batch[start : start + MAX_BATCH])
-            embs.append(e)
-            probs.append(p)
-        return Analysis(
-            np.concatenate(embs).astype(np.float32, copy=False),
-            np.concatenate(probs).astype(np.float32, copy=False),
-            self.expression_classes,
-        )
+        return self._forward(batch)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Save to a single ``.keras`` file (atomically)."""

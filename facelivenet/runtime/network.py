@@ -15,12 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from facelivenet.api import MAX_BATCH, Analysis
+from facelivenet.api import BatchedFaceModel
 from facelivenet.config import NetworkConfig
-from facelivenet.preprocess import prepare_faces
 
 
-class OnnxFaceModel:
+class OnnxFaceModel(BatchedFaceModel):
     """A face network exported to ONNX, with the config of the model it came from.
 
     Attributes:
@@ -42,28 +41,9 @@ class OnnxFaceModel:
         self._session = session(self.path, threads=0)
         self._input = self._session.get_inputs()[0].name
 
-    @property
-    def expression_classes(self) -> tuple[str, ...]:
-        return self.config.expression_classes
-
-    @property
-    def image_size(self) -> int:
-        return self.config.image_size
-
-    def analyze(self, faces) -> Analysis:
-        """Embeddings and expression probabilities, as :meth:`facelivenet.api.FaceModel.analyze`."""
-        batch = prepare_faces(faces, self.image_size)
-        if batch.shape[0] == 0:
-            return Analysis(np.zeros((0, self.config.embedding_size), np.float32),
-                            np.zeros((0, len(self.expression_classes)), np.float32), self.expression_classes)
-        embs, probs = [], []
-        for start in range(0, batch.shape[0], MAX_BATCH):
-            e, p = self._session.run(["embedding", "expression_probs"],
-                                     {self._input: np.ascontiguousarray(batch[start : start + MAX_BATCH])})
-            embs.append(e)
-            probs.append(p)
-        return Analysis(np.concatenate(embs).astype(np.float32, copy=False),
-                        np.concatenate(probs).astype(np.float32, copy=False), self.expression_classes)
+    def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        e, p = self._session.run(["embedding", "expression_probs"], {self._input: np.ascontiguousarray(batch)})
+        return e, p
 
 
 def load_onnx_model(path: str | Path | None = None, *, build: bool = True) -> OnnxFaceModel:
