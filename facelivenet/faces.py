@@ -147,16 +147,17 @@ class FacePath:
             return longest / self.detect_max_side
         return 1.0
 
-    def detections(self, image: np.ndarray) -> list[Any]:
-        """Every detection of ``image``, best first, in image pixels (no score filter)."""
-        factor = self._factor(image)
+    def detections(self, image: np.ndarray, *, full_resolution: bool = False) -> list[Any]:
+        """Every detection of ``image``, best first, in image pixels (no score filter);
+        ``full_resolution`` searches the frame as it is, whatever ``detect_max_side``."""
+        factor = 1.0 if full_resolution else self._factor(image)
         if factor == 1.0:
             return list(self.detector.detect(image))
         return list(self.detector.detect(image, downscale=factor))
 
-    def detect(self, image: np.ndarray) -> list[Any]:
+    def detect(self, image: np.ndarray, *, full_resolution: bool = False) -> list[Any]:
         """Detections with score >= ``min_score``."""
-        return [d for d in self.detections(image) if float(d.score) >= self.min_score]
+        return [d for d in self.detections(image, full_resolution=full_resolution) if float(d.score) >= self.min_score]
 
     def align(self, image: np.ndarray, detection: Any) -> np.ndarray:
         cfg = self.config

@@ -112,9 +112,6 @@ class FrameAnalyzer:
         return (every > 0 and self._frames % every == 0 and bool(self.detect_max_side)
                 and max(image.shape[:2]) > self.detect_max_side)
 
-    def _detect_full(self, image: np.ndarray) -> list[Any]:
-        return [d for d in self.detector.detect(image) if float(d.score) >= self.min_score]
-
     def analyze(self, image: np.ndarray) -> FrameAnalysis:
         """Analyse one (H, W, 3) uint8 RGB frame (grey and RGBA are converted)."""
         return self.analyze_batch([image])[0]
@@ -131,7 +128,7 @@ class FrameAnalyzer:
             t0 = time.perf_counter()
             found = self.detect(image)
             if self._full_check_due(image):
-                found = found + [d for d in self._detect_full(image)
+                found = found + [d for d in self.path.detect(image, full_resolution=True)
                                  if all(box_iou(tuple(d.box), tuple(f.box)) < 0.3 for f in found)]
             self._frames += 1
             detect_s.append(time.perf_counter() - t0)
