@@ -15,7 +15,8 @@ Modules: ``cache`` (where the files live, the key, the metadata; no TensorFlow),
 ``build`` (the one-time export and parity check; TensorFlow), ``detector`` (the
 cascade on ONNX Runtime), ``network`` (the face network on ONNX Runtime), ``inference``
 (the seam the facade, the face path and the frame analyser use), ``tracking`` (follow
-a face between full detections). Names are imported on first use.
+a face between full detections), ``quantize`` (``precision="int8"``: the network
+quantised once from its float ONNX file, no TensorFlow). Names are imported on first use.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ _EXPORTS = {
     "OnnxFaceModel": "network",
     "load_onnx_model": "network",
     "TrackingDetector": "tracking",
+    "PRECISIONS": "quantize",
 }
 
 __all__ = sorted(_EXPORTS)

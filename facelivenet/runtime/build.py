@@ -23,11 +23,13 @@ DETECTOR_PARITY_SIDE = 160
 PARITY_FACES = 64
 
 
-def build_entry(folder: Path, make: Callable[[Path], dict[str, Any]]) -> Path:
-    """Run ``make(tmp_folder) -> meta`` and move the result to ``folder`` atomically."""
-    from facelivenet.backend import load_backend
+def build_entry(folder: Path, make: Callable[[Path], dict[str, Any]], *, tensorflow: bool = True) -> Path:
+    """Run ``make(tmp_folder) -> meta`` and move the result to ``folder`` atomically
+    (``tensorflow``: ``make`` exports from Keras, so load the backend first)."""
+    if tensorflow:
+        from facelivenet.backend import load_backend
 
-    load_backend()  # TensorFlow, quietly (its C++ start-up lines would reach stderr)
+        load_backend()  # TensorFlow, quietly (its C++ start-up lines would reach stderr)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:

@@ -28,6 +28,8 @@ class InferenceBackend:
 
     Attributes:
         runtime: one of :data:`RUNTIMES`.
+        precision: the network's, ``fp32`` or ``int8`` (ONNX Runtime only; see
+            :mod:`facelivenet.runtime.quantize`).
         model: :class:`facelivenet.api.FaceModel` or :class:`~facelivenet.runtime.OnnxFaceModel`.
         detector: :class:`facelivenet.detect.FaceDetector` or its ONNX twin.
     """
@@ -35,6 +37,7 @@ class InferenceBackend:
     runtime: str
     model: Any
     detector: Any
+    precision: str = "fp32"
 
     def detect(self, image) -> list:
         """Faces of one RGB image, best first (:class:`facelivenet.detect.Detection`)."""
@@ -53,13 +56,19 @@ def check_runtime(runtime: str | None) -> str:
     return runtime
 
 
-def inference_backend(runtime: str | None = None, model: Any = None, detector: Any = None) -> InferenceBackend:
+def inference_backend(runtime: str | None = None, model: Any = None, detector: Any = None, *,
+                      precision: str | None = None) -> InferenceBackend:
     """The detector and network of ``model`` (a path, a loaded model or None for the default).
 
     On ``onnx`` a loaded Keras :class:`~facelivenet.api.FaceModel` is replaced by the ONNX
     twin of the file it was loaded from; the ONNX files are built on first use.
+    ``precision`` (None: fp32) ``int8`` runs the quantised network (ONNX Runtime only;
+    an :class:`~facelivenet.errors.InputError` on keras).
     """
+    from facelivenet.runtime.quantize import check_precision
+
     runtime = check_runtime(runtime)
+    precision = check_precision(precision, runtime)
     if runtime == "keras":
         from facelivenet.api import FaceModel, load_model
 
@@ -74,19 +83,25 @@ def inference_backend(runtime: str | None = None, model: Any = None, detector: A
     from facelivenet.runtime.detector import OnnxFaceDetector
     from facelivenet.runtime.network import OnnxFaceModel, load_onnx_model
 
-    if isinstance(model, OnnxFaceModel):
+    if isinstance(model, OnnxFaceModel) and model.precision == precision:
         loaded = model
-    elif hasattr(model, "network"):  # a Keras FaceModel: its file
+    elif hasattr(model, "network") or isinstance(model, OnnxFaceModel):  # a loaded model: its file
         if getattr(model, "source", None) is None:
             raise InputError("the onnx runtime needs the model's file; this model was not loaded from one")
-        loaded = load_onnx_model(model.source)
+        loaded = load_onnx_model(model.source, precision=precision)
     else:
-        loaded = load_onnx_model(model)
-    return InferenceBackend(runtime, loaded, detector if detector is not None else OnnxFaceDetector())
+        loaded = load_onnx_model(model, precision=precision)
+    return InferenceBackend(runtime, loaded, detector if detector is not None else OnnxFaceDetector(), precision)
 
 
-def network_entry(source: Path, *, build: bool = True) -> tuple[Path, dict[str, Any]]:
-    """(folder, metadata) of the ONNX network of the model file ``source``, built when missing."""
+def network_entry(source: Path, *, build: bool = True, precision: str = "fp32") -> tuple[Path, dict[str, Any]]:
+    """(folder, metadata) of the ONNX network of the model file ``source``, built when missing.
+
+    ``precision="int8"``: the quantised twin of the float entry (its own kind and key,
+    see :func:`int8_network_entry`).
+    """
+    if precision == "int8":
+        return int8_network_entry(source, build=build)
     folder = cache.entry_dir("network", cache.file_digest([source]))
     meta = cache.read_meta(folder)
     if meta is None:
@@ -95,6 +110,30 @@ def network_entry(source: Path, *, build: bool = True) -> tuple[Path, dict[str, 
         from facelivenet.runtime.build import build_entry, build_network
 
         build_entry(folder, lambda tmp: build_network(source, tmp))
+        meta = cache.read_meta(folder)
+    return folder, meta
+
+
+def int8_network_entry(source: Path, *, build: bool = True) -> tuple[Path, dict[str, Any]]:
+    """(folder, metadata) of the int8 network of the model file ``source``, built when missing.
+
+    Kind ``network-int8``, keyed by the float ONNX file's bytes and the quantisation
+    recipe (:func:`facelivenet.runtime.quantize.int8_key`); built from the float entry
+    (itself built first when missing) without TensorFlow, checked with the int8 parity
+    bounds.
+    """
+    from facelivenet.runtime.quantize import int8_key
+
+    float_folder, float_meta = network_entry(source, build=build)
+    folder = cache.entry_dir("network-int8", int8_key(float_folder / "network.onnx"))
+    meta = cache.read_meta(folder)
+    if meta is None:
+        if not build:
+            raise ModelLoadError(f"{source}: no int8 ONNX network cached in {folder}")
+        from facelivenet.runtime.build import build_entry
+        from facelivenet.runtime.quantize import build_int8_network
+
+        build_entry(folder, lambda tmp: build_int8_network(float_folder, float_meta, tmp), tensorflow=False)
         meta = cache.read_meta(folder)
     return folder, meta
 
