@@ -32,6 +32,7 @@ class ServeSettings:
         api_key: the key of the admin endpoints (enrol, gallery); None turns them off.
         cors_origins: origins allowed by CORS (empty: CORS off, the default).
         runtime: ``keras`` or ``onnx`` (:mod:`facelivenet.runtime`); None: the default.
+        precision: ``fp32`` or ``int8`` (on onnx; :mod:`facelivenet.runtime.quantize`); None: fp32.
         challenge_choices, challenge_length: what a challenge is drawn from and how many
             steps it has (the library's default: more than 6 bits, expressions and head
             moves, as ``facelivenet challenge`` issues).
@@ -51,6 +52,7 @@ class ServeSettings:
     cors_origins: tuple[str, ...] = ()
     detect_max_side: int | None = DETECT_MAX_SIDE
     runtime: str | None = None
+    precision: str | None = None
     challenge_choices: tuple[str, ...] = DEFAULT_CHALLENGE_CHOICES
     challenge_length: int = DEFAULT_CHALLENGE_LENGTH
 
