@@ -34,6 +34,11 @@ def test_the_wheel_carries_its_data(wheel):
     assert sum(n.startswith("facelivenet/_bundled/parity-faces/") for n in names) >= 8
     info = zipfile.ZipFile(wheel).getinfo("facelivenet/_bundled/facelivenet-default.keras")
     assert info.file_size == (ROOT / "models" / "facelivenet-default.keras").stat().st_size
+    # The default runtime's ONNX files (no TensorFlow at inference), byte for byte.
+    for name in ("network/network.onnx", "network/meta.json", "detector/pnet.onnx", "detector/rnet.onnx",
+                 "detector/onet.onnx", "detector/meta.json"):
+        shipped = (ROOT / "facelivenet" / "_bundled" / "onnx" / name).read_bytes()
+        assert zipfile.ZipFile(wheel).read(f"facelivenet/_bundled/onnx/{name}") == shipped, name
 
 
 @pytest.mark.slow
