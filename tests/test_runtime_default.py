@@ -209,6 +209,11 @@ def test_the_cli_runs_on_onnx_by_default_without_importing_tensorflow_or_keras(t
     assert modules == [] and rc in (0, 1), err[-800:]
     report = json.loads(out)
     assert report["decision"] in ("accept", "reject") and report["reasons"]
+    rc, out, modules, err = _run_without_tensorflow(_cli_code(
+        ["realtime", "--source", clip, "--headless", "--ref", a, "--expressions", "surprise", "--time-limit", "2",
+         "-q"]), empty)
+    assert modules == [] and rc == 1, err[-800:]  # d18 is not the reference's person
+    assert json.loads(out.splitlines()[-1])["event"] == "decision"
     assert not empty.exists()  # the package's ONNX files: nothing built into the cache
 
 
