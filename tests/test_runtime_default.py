@@ -49,6 +49,24 @@ def test_the_shipped_onnx_files_belong_to_the_shipped_model_and_mtcnn_weights():
     assert all((detector / f"{n}.onnx").is_file() for n in NETWORKS)
 
 
+def test_build_onnx_leaves_current_entries_alone():
+    """``bin/build-onnx`` rerun on an up-to-date package: nothing rebuilt, no TensorFlow import."""
+    from facelivenet.runtime.bundle import shipped_keys
+
+    keys = shipped_keys()
+    metas = {k: cache.read_meta(cache.bundled_dir(k)) for k in keys}
+    assert all(metas[k]["key"] == keys[k] for k in keys), "stale shipped ONNX files: run bin/build-onnx"
+    before = {p: p.stat().st_mtime_ns for p in cache.BUNDLED_ONNX.glob("*/*")}
+    code = ("import sys\nfrom facelivenet.runtime.bundle import main\nrc = main([])\n"
+            "print(any(m.split('.')[0] in ('tensorflow', 'keras') for m in sys.modules))\nsys.exit(rc)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert res.returncode == 0 and res.stdout.strip() == "False", res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 2 and all("up to date" in line for line in lines), lines
+    assert {p: p.stat().st_mtime_ns for p in cache.BUNDLED_ONNX.glob("*/*")} == before
+
+
 @pytest.mark.slow
 def test_the_shipped_network_matches_keras_on_the_parity_faces(empty_cache):
     from facelivenet.api import load_model
