@@ -19,7 +19,7 @@ answering Surprise; d12 and d9 (references d12.jpg, d9.jpg) answering the expres
 they show. The engine-level harness (the same attacks on real tracks with scripted
 labels, independent of the model's accuracy) is ``bench/engine_attacks.py``.
 
-    .venv/bin/python bench/attacks.py [--model M.keras] [--stride 1] [--runtime keras|onnx] [--track N]
+    .venv/bin/python bench/attacks.py [--model M.keras] [--stride 1] [--runtime auto|keras|onnx] [--track N]
 """
 
 from __future__ import annotations
