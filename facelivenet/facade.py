@@ -99,8 +99,11 @@ class FaceAuth:
             bundled default.
         detector: a face detector (default: our MTCNN on the runtime).
         detect_max_side: downscale larger images for detection (None: full size).
-        runtime: ``"keras"`` or ``"onnx"`` (ONNX Runtime, no TensorFlow once the model's
-            ONNX files are cached; see :mod:`facelivenet.runtime`); None: the default.
+        runtime: ``"onnx"`` (ONNX Runtime, no TensorFlow: the default model's files ship
+            with the package, another model's are exported once), ``"keras"``, or
+            ``"auto"`` (None, the default): ONNX, except for a model already loaded on
+            Keras, or with a warning when a model's ONNX files cannot be built; see
+            :func:`facelivenet.runtime.inference_backend`. :attr:`runtime` says which.
     """
 
     def __init__(self, model: Any = None, *, detector: Any = None, detect_max_side: int | None = None,
