@@ -99,11 +99,14 @@ class FaceAuth:
             bundled default.
         detector: a face detector (default: our MTCNN on the runtime).
         detect_max_side: downscale larger images for detection (None: full size).
-        runtime: ``"keras"`` or ``"onnx"`` (ONNX Runtime, no TensorFlow once the model's
-            ONNX files are cached; see :mod:`facelivenet.runtime`); None: the default.
+        runtime: ``"onnx"`` (ONNX Runtime, no TensorFlow: the default model's files ship
+            with the package, another model's are exported once), ``"keras"``, or
+            ``"auto"`` (None, the default): ONNX, except for a model already loaded on
+            Keras, or with a warning when a model's ONNX files cannot be built; see
+            :func:`facelivenet.runtime.inference_backend`. :attr:`runtime` says which.
         precision: ``"fp32"`` (None) or ``"int8"``: the network quantised to int8 on
-            ONNX Runtime (:mod:`facelivenet.runtime.quantize`); int8 on keras is an
-            :class:`~facelivenet.errors.InputError`.
+            ONNX Runtime (:mod:`facelivenet.runtime.quantize`; ``auto`` then means
+            ``onnx``); int8 on keras is an :class:`~facelivenet.errors.InputError`.
     """
 
     def __init__(self, model: Any = None, *, detector: Any = None, detect_max_side: int | None = None,

@@ -64,6 +64,21 @@ def private_config_dir(tmp_path_factory):
         os.environ.pop("FACELIVENET_CONFIG_DIR", None)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_onnx_cache(tmp_path_factory):
+    """The ONNX files the default runtime exports for the tests' own models go to a private
+    temporary cache, never the user's (the default model's ship with the package)."""
+    if os.environ.get("FACELIVENET_CACHE"):
+        yield Path(os.environ["FACELIVENET_CACHE"])
+        return
+    d = tmp_path_factory.mktemp("onnx-cache")
+    os.environ["FACELIVENET_CACHE"] = str(d)
+    try:
+        yield d
+    finally:
+        os.environ.pop("FACELIVENET_CACHE", None)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

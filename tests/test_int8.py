@@ -72,12 +72,8 @@ def test_int8_on_keras_is_a_one_line_usage_error(runner, order):
     assert res.exit_code == 2 and json.loads(res.stdout)["error"]["code"] == "usage"
 
 
-def test_int8_on_the_default_keras_runtime_is_refused_before_tensorflow_loads(tmp_path):
-    from facelivenet.runtime.inference import DEFAULT_RUNTIME
-
-    if DEFAULT_RUNTIME != "keras":
-        pytest.skip("the default runtime is not keras")
-    rc, out, err, modules = _run_cli(["analyze", FACE, "--precision", "int8"], tmp_path)
+def test_int8_on_keras_is_refused_before_tensorflow_loads(tmp_path):
+    rc, out, err, modules = _run_cli(["analyze", FACE, "--runtime", "keras", "--precision", "int8"], tmp_path)
     assert rc == 2 and modules == [] and out == ""
     assert err.strip().startswith("Error: --precision int8 runs on ONNX Runtime")
     assert not any(tmp_path.iterdir())  # nothing was built
@@ -201,8 +197,8 @@ def test_facade_int8_gives_the_fp32_verify_decisions_on_the_shared_photos(int8_c
     pairs = [("obama.jpg", "obama2.jpg"), ("obama.jpg", "obama-480p.jpg"), ("obama2.jpg", "obama-240p.jpg"),
              ("obama.jpg", "biden.jpg"), ("obama2.jpg", "biden.jpg"), ("biden.jpg", "alex-lacamoire.png"),
              ("lin-manuel-miranda.png", "alex-lacamoire.png")]
-    fp32, int8 = FaceAuth(runtime="onnx"), FaceAuth(runtime="onnx", precision="int8")
-    assert (fp32.precision, int8.precision) == ("fp32", "int8")
+    fp32, int8 = FaceAuth(runtime="onnx"), FaceAuth(precision="int8")  # int8 makes auto run on onnx
+    assert (fp32.precision, int8.precision) == ("fp32", "int8") and int8.runtime == "onnx"
     same = []
     for a, b in pairs:
         x, y = fp32.verify(photo(a), photo(b)), int8.verify(photo(a), photo(b))

@@ -81,7 +81,7 @@ def test_an_interrupted_build_leaves_no_entry_and_a_finished_one_is_complete(tmp
 def test_no_entry_and_no_build_is_a_clear_error(onnx_cache, tiny_model_path):
     from facelivenet.runtime import load_onnx_model
 
-    with pytest.raises(ModelLoadError, match="no ONNX export cached"):
+    with pytest.raises(ModelLoadError, match=r"tiny.keras: no ONNX files shipped or cached \(in .*onnx-cache"):
         load_onnx_model(tiny_model_path, build=False)
 
 
@@ -117,15 +117,15 @@ def test_float_input_makes_a_uint8_stage_take_floats(tmp_path):
 def test_an_unknown_runtime_is_refused_before_any_model_loads():
     from facelivenet import FaceAuth
 
-    with pytest.raises(InputError, match=r"runtime must be one of \['keras', 'onnx'\]. Received: 'tflite'"):
+    with pytest.raises(InputError, match=r"runtime must be one of \['auto', 'keras', 'onnx'\]. Received: 'tflite'"):
         FaceAuth("/no/such/model.keras", runtime="tflite")
 
 
 def test_cli_runtime_option_lists_the_choices(runner):
     res = runner.invoke(cli, ["compare", "a.jpg", "b.jpg", "--runtime", "tflite"])
-    assert res.exit_code == 2 and "'tflite' is not one of 'keras', 'onnx'" in res.stderr
+    assert res.exit_code == 2 and "'tflite' is not one of 'auto', 'keras', 'onnx'" in res.stderr
     for command in ("compare", "analyze", "identify", "enroll", "verify-video", "realtime", "serve"):
-        assert "--runtime [keras|onnx]" in runner.invoke(cli, [command, "--help"]).stdout, command
+        assert "--runtime [auto|keras|onnx]" in runner.invoke(cli, [command, "--help"]).stdout, command
 
 
 # --- parity with Keras ------------------------------------------------------------------------------
@@ -234,7 +234,7 @@ def test_compare_and_analyze_on_onnx_never_import_tensorflow_and_agree_with_kera
     assert abs(ours["distance"] - theirs["distance"]) < 1e-3
     rc, out, modules = _cli_without_tensorflow(["analyze", group, "--runtime", "onnx", "--json"], onnx_cache)
     assert modules == [] and rc == 0
-    keras = runner.invoke(cli, ["analyze", group, "--json"])
+    keras = runner.invoke(cli, ["analyze", group, "--runtime", "keras", "--json"])
     ours, theirs = json.loads(out)["faces"], json.loads(keras.stdout)["faces"]
     assert len(ours) == len(theirs) == 2
     assert [f["expression"] for f in ours] == [f["expression"] for f in theirs]
@@ -349,4 +349,4 @@ def test_serve_runs_on_the_runtime_it_is_given(onnx_cache, runner, tmp_path):
 
     service = Service(ServeSettings(state_dir=tmp_path / "state", runtime="onnx"))
     assert service.auth.runtime == "onnx" and service.auth.model.path.suffix == ".onnx"
-    assert "--runtime [keras|onnx]" in runner.invoke(cli, ["serve", "--help"]).stdout
+    assert "--runtime [auto|keras|onnx]" in runner.invoke(cli, ["serve", "--help"]).stdout

@@ -45,10 +45,11 @@ class CliError(click.ClickException):
 
 class Command(click.Command):
     """A command that needs the network: the backend is imported (quietly) before it runs,
-    unless the command runs on ONNX Runtime (``--runtime onnx``), which needs no Keras."""
+    unless the command has a ``--runtime`` other than ``keras`` (ONNX Runtime needs no
+    Keras; ``auto`` imports it only if it falls back to Keras, through the same quiet import)."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        if ctx.params.get("runtime") != "onnx":
+        if ctx.params.get("runtime", "keras") == "keras":
             load_backend()
         return super().invoke(ctx)
 
@@ -146,13 +147,15 @@ def model_option(func: Callable) -> Callable:
 
 
 def runtime_option(func: Callable) -> Callable:
-    """``--runtime [keras|onnx]``: where inference runs (facelivenet.runtime)."""
+    """``--runtime [auto|keras|onnx]``: where inference runs (facelivenet.runtime)."""
     from facelivenet.runtime.inference import DEFAULT_RUNTIME, RUNTIMES
 
     return click.option(
         "--runtime", type=click.Choice(RUNTIMES), default=DEFAULT_RUNTIME, show_default=True,
-        help="Inference runtime: keras (TensorFlow) or onnx (ONNX Runtime, no TensorFlow once the "
-        "model's ONNX files are cached; the first run exports them).",
+        help="Inference runtime: onnx (ONNX Runtime, no TensorFlow: the default model's ONNX files "
+        "ship with the package, another model's are exported once into the user cache), keras "
+        "(TensorFlow), or auto: onnx, else keras with a warning when a model's ONNX files cannot "
+        "be built (no export extra).",
     )(func)
 
 

@@ -406,11 +406,19 @@ def realtime(source, model_path, gallery_path, identity, ref_image, expressions,
 
     if runtime == "onnx" and device.upper() != "CPU":
         raise CliError("--runtime onnx runs on the CPU; use --device CPU or --runtime keras")
+    if runtime == "auto" and device.upper() != "CPU":  # a GPU is asked for: only Keras uses one
+        from facelivenet.backend import load_backend
+
+        runtime = "keras"
+        load_backend()
     # ONNX Runtime runs on the CPU; only the Keras runtime needs the backend told (a TensorFlow import).
     where = select_device(device) if runtime == "keras" else "CPU, ONNX Runtime"
     choices, length = challenge_draw(expressions, length)
     sequence = parse_challenge_sequence(challenge_spec) if challenge_spec else None
     backend = inference_backend(runtime, model_path, precision=precision)
+    if backend.runtime != runtime and backend.runtime == "keras":  # auto fell back to Keras (CPU)
+        where = select_device(device)
+    runtime = backend.runtime
     model = backend.model
     settings = challenge_settings(model, time_limit=time_limit, threshold=threshold,
                                   expression_threshold=expression_threshold)

@@ -9,6 +9,7 @@ at once never see half an entry (the second rename simply loses).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import tempfile
@@ -21,6 +22,16 @@ from facelivenet.runtime.cache import write_meta
 DETECTOR_PARITY_SIDE = 160
 #: Parity faces used per check (enough for every bound; bounds the build time).
 PARITY_FACES = 64
+#: What an export needs beyond the core install (the ``export`` extra): Keras's backend,
+#: the converter, and ``onnx`` to rewrite the detector stages' input type.
+EXPORTER_MODULES: tuple[str, ...] = ("tensorflow", "tf2onnx", "onnx")
+#: How to get them.
+EXPORT_EXTRA = "pip install '.[export]'"
+
+
+def exporter_missing() -> list[str]:
+    """The modules of :data:`EXPORTER_MODULES` that are not installed (found without importing them)."""
+    return [m for m in EXPORTER_MODULES if importlib.util.find_spec(m) is None]
 
 
 def build_entry(folder: Path, make: Callable[[Path], dict[str, Any]], *, tensorflow: bool = True) -> Path:

@@ -37,8 +37,8 @@ def session(path: Path, threads: int = 1):
     except ImportError:
         from facelivenet.errors import ModelLoadError
 
-        raise ModelLoadError("--runtime onnx needs ONNX Runtime (and, to export a model once, tf2onnx): "
-                             "pip install -e '.[export]'") from None
+        raise ModelLoadError("--runtime onnx needs ONNX Runtime (a dependency of facelivenet): "
+                             "pip install onnxruntime") from None
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -82,7 +82,8 @@ class OnnxFaceDetector(FaceDetector):
 
     Args:
         folder: the folder of ``pnet.onnx``, ``rnet.onnx``, ``onet.onnx``; default: the
-            cached export of the installed MTCNN weights (built on first use).
+            package's export of the installed MTCNN weights (or the user cache's, built
+            on first use; :func:`facelivenet.runtime.inference.detector_folder`).
         **kwargs: as :class:`~facelivenet.detect.FaceDetector`.
     """
 

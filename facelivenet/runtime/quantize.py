@@ -112,7 +112,9 @@ def quantize_network(float_onnx: Path, out: Path, calibration: np.ndarray) -> Pa
         )
         from onnxruntime.quantization.shape_inference import quant_pre_process
     except ImportError:
-        raise ExportError("int8 needs onnxruntime and onnx: pip install -e '.[export]'") from None
+        from facelivenet.runtime.build import EXPORT_EXTRA
+
+        raise ExportError(f"quantising the network to int8 needs the onnx package: {EXPORT_EXTRA}") from None
 
     class Faces(CalibrationDataReader):
         def __init__(self, name: str):

@@ -31,7 +31,8 @@ class ServeSettings:
         gallery: the enrolment gallery (None: no identities; challenges are refused).
         api_key: the key of the admin endpoints (enrol, gallery); None turns them off.
         cors_origins: origins allowed by CORS (empty: CORS off, the default).
-        runtime: ``keras`` or ``onnx`` (:mod:`facelivenet.runtime`); None: the default.
+        runtime: ``auto``, ``keras`` or ``onnx`` (:mod:`facelivenet.runtime`); None: the
+            default (``auto``: ONNX Runtime unless the model's ONNX files cannot be had).
         precision: ``fp32`` or ``int8`` (on onnx; :mod:`facelivenet.runtime.quantize`); None: fp32.
         challenge_choices, challenge_length: what a challenge is drawn from and how many
             steps it has (the library's default: more than 6 bits, expressions and head
