@@ -19,7 +19,8 @@ answering Surprise; d12 and d9 (references d12.jpg, d9.jpg) answering the expres
 they show. The engine-level harness (the same attacks on real tracks with scripted
 labels, independent of the model's accuracy) is ``bench/engine_attacks.py``.
 
-    .venv/bin/python bench/attacks.py [--model M.keras] [--stride 1] [--runtime auto|keras|onnx] [--track N]
+    .venv/bin/python bench/attacks.py [--model M.keras] [--stride 1] [--runtime auto|keras|onnx] [--precision fp32|int8]
+        [--track N]
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from facelivenet.auth.tokens import issue_token  # noqa: E402
 from facelivenet.errors import FaceLiveNetError  # noqa: E402
 from facelivenet.runtime.inference import DEFAULT_RUNTIME, RUNTIMES, inference_backend  # noqa: E402
 from facelivenet.runtime.tracking import TrackingDetector  # noqa: E402
+from facelivenet.runtime.quantize import PRECISIONS  # noqa: E402
 from facelivenet.video import VideoWriter, read_frames  # noqa: E402
 
 VIDEOS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "videos"
@@ -147,12 +149,13 @@ def main() -> None:
     ap.add_argument("--stride", type=int, default=1)
     ap.add_argument("--runtime", choices=RUNTIMES, default=DEFAULT_RUNTIME,
                     help="inference runtime (facelivenet.runtime; default: %(default)s)")
+    ap.add_argument("--precision", choices=PRECISIONS, default="fp32", help="network precision (onnx only)")
     ap.add_argument("--track", type=int, default=0, help="full detection every N frames, tracking between (0: off)")
     args = ap.parse_args()
     if not VIDEOS.is_dir():
         raise SystemExit(f"{VIDEOS}: the shared videos are needed for the attack suite")
 
-    backend = inference_backend(args.runtime, args.model)
+    backend = inference_backend(args.runtime, args.model, precision=args.precision)
     model = backend.model
     detector = TrackingDetector(backend.detector, args.track) if args.track else backend.detector
     analyzer = FrameAnalyzer(model, detector)
@@ -165,7 +168,7 @@ def main() -> None:
         "d9": embed_faces(model, [str(VIDEOS / "d9.jpg")], cropper),
     }
     key = os.urandom(32)
-    print(f"model {model.source} on {backend.runtime}, tracking {args.track or 'off'}; "
+    print(f"model {model.source} on {backend.runtime} ({backend.precision}), tracking {args.track or 'off'}; "
           f"identity threshold {settings.identity_threshold}, "
           f"expression threshold {settings.expression_threshold}")
     with tempfile.TemporaryDirectory() as tmp:

@@ -104,19 +104,26 @@ class FaceAuth:
             ``"auto"`` (None, the default): ONNX, except for a model already loaded on
             Keras, or with a warning when a model's ONNX files cannot be built; see
             :func:`facelivenet.runtime.inference_backend`. :attr:`runtime` says which.
+        precision: ``"fp32"`` (None) or ``"int8"``: the network quantised to int8 on
+            ONNX Runtime (:mod:`facelivenet.runtime.quantize`; ``auto`` then means
+            ``onnx``); int8 on keras is an :class:`~facelivenet.errors.InputError`.
     """
 
     def __init__(self, model: Any = None, *, detector: Any = None, detect_max_side: int | None = None,
-                 runtime: str | None = None):
+                 runtime: str | None = None, precision: str | None = None):
         from facelivenet.runtime.inference import inference_backend
 
-        self.backend = inference_backend(runtime, model, detector)
+        self.backend = inference_backend(runtime, model, detector, precision=precision)
         self.model = self.backend.model
         self.path = FacePath(self.model.config, self.backend.detector, detect_max_side=detect_max_side)
 
     @property
     def runtime(self) -> str:
         return self.backend.runtime
+
+    @property
+    def precision(self) -> str:
+        return self.backend.precision
 
     @property
     def config(self):

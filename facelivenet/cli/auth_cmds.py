@@ -9,7 +9,7 @@ import click
 
 from facelivenet.cli.common import (
     quiet_accepted, CliError, InputFile, Command, challenge_draw, challenge_draw_options, emit, json_option,
-    model_option, quiet_option, runtime_option,
+    model_option, precision_option, quiet_option, runtime_option,
 )
 
 
@@ -96,9 +96,10 @@ def challenge(expressions, length, ttl, identity, gallery_path, key_file, model_
 @click.option("--force", is_flag=True,
               help="Enrol even if the faces do not match each other (or NAME's enrolled faces).")
 @runtime_option
+@precision_option
 @json_option
 @quiet_accepted
-def enroll(name, images, gallery_path, model_path, replace, cropped, force, runtime, as_json):
+def enroll(name, images, gallery_path, model_path, replace, cropped, force, runtime, precision, as_json):
     """Enrol NAME from photos into a gallery (embeddings only, never the images).
 
     Each IMAGE must show exactly one face: it is detected and aligned as the model
@@ -117,7 +118,7 @@ def enroll(name, images, gallery_path, model_path, replace, cropped, force, runt
     from facelivenet.auth.gallery import enroll as enroll_images
     from facelivenet.runtime import inference_backend
 
-    backend = inference_backend(runtime, model_path)
+    backend = inference_backend(runtime, model_path, precision=precision)
     model = backend.model
     cropper = whole_image if cropped else DetectorCropper.for_model(model.config, backend.detector)
     result = enroll_images(gallery_path, name, images, model, cropper=cropper, replace=replace, force=force)

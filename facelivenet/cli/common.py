@@ -159,6 +159,39 @@ def runtime_option(func: Callable) -> Callable:
     )(func)
 
 
+class _PrecisionOption(click.Option):
+    """``--precision``, checked against ``--runtime`` as soon as the command line is parsed
+    (before the command imports TensorFlow): int8 with the Keras runtime is a usage error."""
+
+    def handle_parse_result(self, ctx: click.Context, opts: Any, args: list) -> Any:
+        value, args = super().handle_parse_result(ctx, opts, args)
+        runtime = opts.get("runtime")
+        if runtime is None:  # not on the command line: the --runtime option's default
+            runtime = next((p.get_default(ctx) for p in ctx.command.params if p.name == "runtime"), None)
+        from facelivenet.runtime.quantize import DEFAULT_PRECISION
+
+        if value != DEFAULT_PRECISION and runtime == "keras":
+            raise click.UsageError(f"--precision {value} runs on ONNX Runtime; use --runtime onnx or "
+                                   "--precision fp32", ctx)
+        return value, args
+
+
+def precision_option(func: Callable) -> Callable:
+    """``--precision [fp32|int8]``: the network's precision on ONNX Runtime (facelivenet.runtime.quantize).
+
+    int8 with ``--runtime keras`` is a usage error (exit 2, one line) at parse time:
+    there is no int8 Keras network, and running float instead would be a lie.
+    """
+    from facelivenet.runtime.quantize import DEFAULT_PRECISION, PRECISIONS
+
+    return click.option(
+        "--precision", cls=_PrecisionOption, type=click.Choice(PRECISIONS), default=DEFAULT_PRECISION,
+        show_default=True,
+        help="Network precision on ONNX Runtime: fp32, or int8 (quantised once from the float ONNX "
+        "file and cached; the detector stays float). int8 needs --runtime onnx.",
+    )(func)
+
+
 #: The steps a random challenge is drawn from by default (the library's ≥ 6-bit default).
 DEFAULT_STEPS_TEXT = "happy,surprise,turn_left,turn_right,chin_up"
 

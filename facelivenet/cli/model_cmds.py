@@ -11,7 +11,7 @@ import numpy as np
 from facelivenet.cli.common import (
     quiet_accepted,
     EXIT_OK, EXIT_REJECT, CliError, InputFile, Command, emit, json_option, model_option, progress, quiet_option,
-    runtime_option,
+    precision_option, runtime_option,
 )
 from facelivenet.config import FER2013_CLASSES, PRESETS, STANDARDIZATIONS, ALIGNMENTS
 
@@ -62,7 +62,8 @@ def _info_text(d: dict) -> str:
 @click.option("--embeddings", "embeddings_out", type=click.Path(dir_okay=False),
               help="Also save the (N, D) embeddings of all faces, in output order, to this .npy file.")
 @runtime_option
-def analyze(images, model_path, as_json, quiet, cropped, embeddings_out, runtime):
+@precision_option
+def analyze(images, model_path, as_json, quiet, cropped, embeddings_out, runtime, precision):
     """Faces, expressions and embeddings of IMAGES: one result per face.
 
     Each image is searched for faces (our MTCNN, score >= 0.9), every face is cut in the
@@ -73,7 +74,7 @@ def analyze(images, model_path, as_json, quiet, cropped, embeddings_out, runtime
 
     if embeddings_out and not embeddings_out.endswith(".npy"):
         raise CliError(f"{embeddings_out}: --embeddings must name a .npy file")
-    auth = FaceAuth(model_path, runtime=runtime)
+    auth = FaceAuth(model_path, runtime=runtime, precision=precision)
     rows, embs = [], []
     for path in progress(images, label="analysing", quiet=quiet or len(images) < 20):
         faces = auth.analyze_crops([path]) if cropped else auth.analyze(path)
@@ -111,16 +112,17 @@ def _analyze_text(d: dict) -> str:
 @click.option("--threshold", type=click.FloatRange(0, 4), default=None,
               help="Squared-L2 threshold (default: the model's calibrated one).")
 @runtime_option
+@precision_option
 @json_option
 @quiet_accepted
-def compare(image_a, image_b, model_path, threshold, runtime, as_json):
+def compare(image_a, image_b, model_path, threshold, runtime, precision, as_json):
     """Are the faces of two photos the same person? Exit 0 = same, 1 = not, 2 = error.
 
     Each photo must show exactly one face.
     """
     from facelivenet.facade import FaceAuth
 
-    result = FaceAuth(model_path, runtime=runtime).verify(image_a, image_b, threshold=threshold)
+    result = FaceAuth(model_path, runtime=runtime, precision=precision).verify(image_a, image_b, threshold=threshold)
     d = {"image_a": image_a, "image_b": image_b, **result.to_dict()}
     emit(d, as_json, lambda d: f"{'same person' if d['same'] else 'different people'}: squared L2 distance "
                                f"{d['distance']:.4f} {'<=' if d['same'] else '>'} threshold {d['threshold']:.4f}")
@@ -136,16 +138,17 @@ def compare(image_a, image_b, model_path, threshold, runtime, as_json):
               help="Squared-L2 threshold (default: the model's calibrated one).")
 @click.option("--top", type=click.IntRange(1), default=5, show_default=True, help="Candidates listed.")
 @runtime_option
+@precision_option
 @json_option
 @quiet_accepted
-def identify(image, gallery_path, model_path, threshold, top, runtime, as_json):
+def identify(image, gallery_path, model_path, threshold, top, runtime, precision, as_json):
     """Who is the one face of IMAGE among the gallery's identities? Exit 0 = found, 1 = nobody.
 
     The nearest identity wins if its distance is within the threshold.
     """
     from facelivenet.facade import FaceAuth
 
-    result = FaceAuth(model_path, runtime=runtime).identify(image, gallery_path, threshold=threshold, top=top)
+    result = FaceAuth(model_path, runtime=runtime, precision=precision).identify(image, gallery_path, threshold=threshold, top=top)
     d = {"image": image, "gallery": gallery_path, **result.to_dict()}
 
     def text(d):

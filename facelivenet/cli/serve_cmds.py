@@ -6,7 +6,7 @@ import click
 
 from facelivenet.cli.common import (
     CliError, Command, InputFile, challenge_draw, challenge_draw_options, emit, json_option, model_option,
-    quiet_option, runtime_option,
+    precision_option, quiet_option, runtime_option,
 )
 
 
@@ -31,10 +31,11 @@ from facelivenet.cli.common import (
               help="Failed attempts in 10 min that lock an identity (and a client) for 15 min.")
 @model_option
 @runtime_option
+@precision_option
 @json_option
 @quiet_option
 def serve(host, port, gallery_path, workers, api_key_file, state_dir, cors_origins, expressions, length, attempt_limit,
-          model_path, runtime, as_json, quiet):
+          model_path, runtime, precision, as_json, quiet):
     """Serve the offline mode over HTTP: the page at /, the API under /v1, its OpenAPI page at /docs.
 
     A client asks POST /v1/challenges for a challenge bound to an enrolled identity,
@@ -62,6 +63,7 @@ def serve(host, port, gallery_path, workers, api_key_file, state_dir, cors_origi
         api_key=load_key(api_key_file, create=False) if api_key_file else None,
         cors_origins=tuple(cors_origins), limits=LimitPolicy(max_failures=attempt_limit),
         challenge_choices=choices, challenge_length=length, runtime=runtime,
+        precision=precision,
     )
     # The workers are separate processes: they rebuild the settings from the environment.
     os.environ[_SETTINGS_ENV] = _encode(settings, api_key_file)
@@ -90,7 +92,8 @@ def _encode(settings, api_key_file: str | None) -> str:
                        "api_key_file": None if api_key_file is None else str(Path(api_key_file).resolve()),
                        "cors_origins": list(settings.cors_origins), "max_failures": settings.limits.max_failures,
                        "challenge_choices": list(settings.challenge_choices),
-                       "challenge_length": settings.challenge_length, "runtime": settings.runtime})
+                       "challenge_length": settings.challenge_length, "runtime": settings.runtime,
+                       "precision": settings.precision})
 
 
 def worker_app():
@@ -111,7 +114,7 @@ def worker_app():
         api_key=None if d["api_key_file"] is None else load_key(d["api_key_file"], create=False),
         cors_origins=tuple(d["cors_origins"]), limits=LimitPolicy(max_failures=d["max_failures"]),
         challenge_choices=tuple(d["challenge_choices"]), challenge_length=d["challenge_length"],
-        runtime=d.get("runtime"),
+        runtime=d.get("runtime"), precision=d.get("precision"),
     ))
     app.state.service.auth  # the model and detector load now, once per worker, not on a user's request
     return app

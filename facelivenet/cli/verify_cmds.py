@@ -11,7 +11,7 @@ import numpy as np
 
 from facelivenet.cli.common import (
     EXIT_OK, EXIT_REJECT, CliError, InputFile, Command, challenge_draw, challenge_draw_options, emit, json_option,
-    model_option, progress_bar, quiet_option, runtime_option,
+    model_option, precision_option, progress_bar, quiet_option, runtime_option,
 )
 
 
@@ -109,6 +109,7 @@ def load_reference(model, gallery_path, identity, ref_image, detector=None) -> t
 @threshold_options
 @detect_size_option
 @runtime_option
+@precision_option
 @click.option("--track", "track_every", type=click.IntRange(0), default=0, show_default=True,
               help="Run the full face detector every N frames and follow the face in between with its last "
                    "two stages (faster); a second face is seen at the next full detection. 0: every frame.")
@@ -117,7 +118,7 @@ def load_reference(model, gallery_path, identity, ref_image, detector=None) -> t
 def verify_video(clip, model_path, gallery_path, identity, ref_image, token, challenge_spec, expressions, length,
                  key_file, previous_key_file, nonce_db, attempts_db,
                  stride, time_limit, annotate, timeline, with_trace, audit_dir, threshold, expression_threshold,
-                 detect_size, runtime, track_every, as_json, quiet):
+                 detect_size, runtime, precision, track_every, as_json, quiet):
     """Authenticate CLIP: the enrolled person goes from Neutral to the challenged expression(s).
 
     The identity must match the reference on the very frames that show Neutral and
@@ -189,7 +190,7 @@ def verify_video(clip, model_path, gallery_path, identity, ref_image, token, cha
         rejected = Authentication(precheck.rejected_decision(), None, precheck.claims)
         emit(rejected.report(clip=clip), as_json, lambda d: format_decision(rejected.decision))
         sys.exit(EXIT_REJECT)
-    auth = FaceAuth(model_path, runtime=runtime)
+    auth = FaceAuth(model_path, runtime=runtime, precision=precision)
     model = auth.model
     settings = challenge_settings(model, time_limit=time_limit, threshold=threshold,
                                   expression_threshold=expression_threshold)
@@ -379,10 +380,12 @@ def write_annotated(path, clip, result, decision, settings, stride) -> str:
 @threshold_options
 @detect_size_option
 @runtime_option
+@precision_option
 @json_option
 @quiet_option
 def realtime(source, model_path, gallery_path, identity, ref_image, expressions, length, challenge_spec, time_limit,
-             device, headless, audit_dir, threshold, expression_threshold, detect_size, runtime, as_json, quiet):
+             device, headless, audit_dir, threshold, expression_threshold, detect_size, runtime, precision, as_json,
+             quiet):
     """Live authentication: issue a random challenge and watch the camera until it is answered.
 
     The window shows the prompt and a countdown, the face box (green when the
@@ -412,7 +415,7 @@ def realtime(source, model_path, gallery_path, identity, ref_image, expressions,
     where = select_device(device) if runtime == "keras" else "CPU, ONNX Runtime"
     choices, length = challenge_draw(expressions, length)
     sequence = parse_challenge_sequence(challenge_spec) if challenge_spec else None
-    backend = inference_backend(runtime, model_path)
+    backend = inference_backend(runtime, model_path, precision=precision)
     if backend.runtime != runtime and backend.runtime == "keras":  # auto fell back to Keras (CPU)
         where = select_device(device)
     runtime = backend.runtime
@@ -426,7 +429,8 @@ def realtime(source, model_path, gallery_path, identity, ref_image, expressions,
         from facelivenet.facade import FaceAuth
         from facelivenet.images import read_image
 
-        ref_picture = (read_image(ref_image), FaceAuth(model, detector=backend.detector, runtime=runtime)
+        ref_picture = (read_image(ref_image), FaceAuth(model, detector=backend.detector, runtime=runtime,
+                                                        precision=precision)
                        .embed(ref_image).face.box)
     src = VideoSource(source)
     window = None

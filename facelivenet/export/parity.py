@@ -25,12 +25,15 @@ from facelivenet.faces import IMAGE_EXTENSIONS
 #: relative error per layer through ~40 layers; a cosine of 0.98 moves the squared L2
 #: distance between two unit embeddings by at most 2(1 - 0.98) = 0.04, a few percent of a
 #: verification threshold near 1, and we ask that 90% of expression argmaxes agree.
+#: ``onnx-int8`` (the runtime's ``--precision int8``, :mod:`facelivenet.runtime.quantize`)
+#: is held to the same int8 bounds.
 PARITY_BOUNDS: dict[str, tuple[float, float]] = {
     "savedmodel": (0.9999, 1.0),
     "tflite": (0.9999, 1.0),
     "onnx": (0.9999, 1.0),
     "tflite-int8": (0.98, 0.9),
 }
+PARITY_BOUNDS["onnx-int8"] = PARITY_BOUNDS["tflite-int8"]
 #: Detector parity bounds per format: (max |difference| of any output value, min share
 #: of clear face/non-face decisions that agree, see :func:`decision_agreement`). Float
 #: formats match to ~1e-6; int8 moves values by a few percent of their range.

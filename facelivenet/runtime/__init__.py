@@ -17,8 +17,9 @@ Modules: ``cache`` (where the files live, the key, the metadata; no TensorFlow),
 ``build`` (the one-time export and parity check; TensorFlow), ``bundle`` (rebuilds
 the package's own files), ``detector`` (the cascade on ONNX Runtime), ``network`` (the
 face network on ONNX Runtime), ``inference`` (the seam the facade, the face path and the
-frame analyser use), ``tracking`` (follow a face between full detections). Names are
-imported on first use.
+frame analyser use), ``tracking`` (follow a face between full detections), ``quantize``
+(``precision="int8"``: the network quantised once from its float ONNX file, no
+TensorFlow). Names are imported on first use.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ _EXPORTS = {
     "OnnxFaceModel": "network",
     "load_onnx_model": "network",
     "TrackingDetector": "tracking",
+    "PRECISIONS": "quantize",
 }
 
 __all__ = sorted(_EXPORTS)

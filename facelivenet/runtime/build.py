@@ -34,11 +34,13 @@ def exporter_missing() -> list[str]:
     return [m for m in EXPORTER_MODULES if importlib.util.find_spec(m) is None]
 
 
-def build_entry(folder: Path, make: Callable[[Path], dict[str, Any]]) -> Path:
-    """Run ``make(tmp_folder) -> meta`` and move the result to ``folder`` atomically."""
-    from facelivenet.backend import load_backend
+def build_entry(folder: Path, make: Callable[[Path], dict[str, Any]], *, tensorflow: bool = True) -> Path:
+    """Run ``make(tmp_folder) -> meta`` and move the result to ``folder`` atomically
+    (``tensorflow``: ``make`` exports from Keras, so load the backend first)."""
+    if tensorflow:
+        from facelivenet.backend import load_backend
 
-    load_backend()  # TensorFlow, quietly (its C++ start-up lines would reach stderr)
+        load_backend()  # TensorFlow, quietly (its C++ start-up lines would reach stderr)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:

@@ -37,6 +37,8 @@ class InferenceBackend:
 
     Attributes:
         runtime: one of :data:`RUNTIMES`.
+        precision: the network's, ``fp32`` or ``int8`` (ONNX Runtime only; see
+            :mod:`facelivenet.runtime.quantize`).
         model: :class:`facelivenet.api.FaceModel` or :class:`~facelivenet.runtime.OnnxFaceModel`.
         detector: :class:`facelivenet.detect.FaceDetector` or its ONNX twin.
     """
@@ -44,6 +46,7 @@ class InferenceBackend:
     runtime: str
     model: Any
     detector: Any
+    precision: str = "fp32"
 
     def detect(self, image) -> list:
         """Faces of one RGB image, best first (:class:`facelivenet.detect.Detection`)."""
@@ -62,7 +65,8 @@ def check_runtime(runtime: str | None) -> str:
     return runtime
 
 
-def inference_backend(runtime: str | None = None, model: Any = None, detector: Any = None) -> InferenceBackend:
+def inference_backend(runtime: str | None = None, model: Any = None, detector: Any = None, *,
+                      precision: str | None = None) -> InferenceBackend:
     """The detector and network of ``model`` (a path, a loaded model or None for the default).
 
     On ``onnx`` a loaded Keras :class:`~facelivenet.api.FaceModel` is replaced by the ONNX
@@ -70,9 +74,16 @@ def inference_backend(runtime: str | None = None, model: Any = None, detector: A
     model), the user cache's, or built there on first use (TensorFlow, once). ``auto`` is
     ``onnx``, except for a model already loaded on Keras (kept there) and for a model
     whose ONNX files are missing and cannot be built (no ``export`` extra): Keras, with
-    one warning that says why.
+    one warning that says why. ``precision`` (None: fp32) ``int8`` runs the quantised
+    network: ONNX Runtime only, so ``auto`` means ``onnx`` (no fallback) and ``keras`` is
+    an :class:`~facelivenet.errors.InputError`.
     """
+    from facelivenet.runtime.quantize import DEFAULT_PRECISION, check_precision
+
     runtime = check_runtime(runtime)
+    precision = check_precision(precision, runtime)
+    if runtime == "auto" and precision != DEFAULT_PRECISION:
+        runtime = "onnx"  # int8 exists only there: no silent float fallback
     if runtime == "auto":
         if model is not None and hasattr(model, "analyze") and getattr(model, "runtime", "keras") == "keras":
             runtime = "keras"
@@ -96,25 +107,25 @@ def inference_backend(runtime: str | None = None, model: Any = None, detector: A
 
             detector = FaceDetector()
         return InferenceBackend(runtime, loaded, detector)
-    return _onnx_backend(model, detector)
+    return _onnx_backend(model, detector, precision)
 
 
-def _onnx_backend(model: Any, detector: Any) -> InferenceBackend:
+def _onnx_backend(model: Any, detector: Any, precision: str = "fp32") -> InferenceBackend:
     """The ONNX Runtime backend; files missing and no exporter -> :class:`OnnxFilesMissing`."""
     from facelivenet.runtime.detector import OnnxFaceDetector
     from facelivenet.runtime.network import OnnxFaceModel, load_onnx_model
 
     if detector is None:  # found first: it is cheaper to find, and the network's session costs
         detector = OnnxFaceDetector(detector_folder())
-    if isinstance(model, OnnxFaceModel):
+    if isinstance(model, OnnxFaceModel) and model.precision == precision:
         loaded = model
-    elif hasattr(model, "network"):  # a Keras FaceModel: its file
+    elif hasattr(model, "network") or isinstance(model, OnnxFaceModel):  # a loaded model: its file
         if getattr(model, "source", None) is None:
             raise InputError("the onnx runtime needs the model's file; this model was not loaded from one")
-        loaded = load_onnx_model(model.source)
+        loaded = load_onnx_model(model.source, precision=precision)
     else:
-        loaded = load_onnx_model(model)
-    return InferenceBackend("onnx", loaded, detector)
+        loaded = load_onnx_model(model, precision=precision)
+    return InferenceBackend("onnx", loaded, detector, precision)
 
 
 def _missing(what: str, folder: Path) -> OnnxFilesMissing:
@@ -125,10 +136,16 @@ def _missing(what: str, folder: Path) -> OnnxFilesMissing:
     return OnnxFilesMissing(message)
 
 
-def network_entry(source: Path, *, build: bool = True) -> tuple[Path, dict[str, Any]]:
+def network_entry(source: Path, *, build: bool = True, precision: str = "fp32") -> tuple[Path, dict[str, Any]]:
     """(folder, metadata) of the ONNX network of the model file ``source``: the package's
     entry when it was built from these bytes, else the user cache's, else built there
-    when ``build`` (else :class:`OnnxFilesMissing`)."""
+    when ``build`` (else :class:`OnnxFilesMissing`).
+
+    ``precision="int8"``: the quantised twin of the float entry (its own kind and key,
+    see :func:`int8_network_entry`).
+    """
+    if precision == "int8":
+        return int8_network_entry(source, build=build)
     key = cache.file_digest([source])
     folder = cache.find_entry("network", key)
     if folder is None:
@@ -139,6 +156,30 @@ def network_entry(source: Path, *, build: bool = True) -> tuple[Path, dict[str, 
 
         build_entry(folder, lambda tmp: {**build_network(source, tmp), "key": key})
     return folder, cache.read_meta(folder)
+
+
+def int8_network_entry(source: Path, *, build: bool = True) -> tuple[Path, dict[str, Any]]:
+    """(folder, metadata) of the int8 network of the model file ``source``, built when missing.
+
+    Kind ``network-int8``, keyed by the float ONNX file's bytes and the quantisation
+    recipe (:func:`facelivenet.runtime.quantize.int8_key`); built from the float entry
+    (itself built first when missing) without TensorFlow, checked with the int8 parity
+    bounds.
+    """
+    from facelivenet.runtime.quantize import int8_key
+
+    float_folder, float_meta = network_entry(source, build=build)
+    folder = cache.entry_dir("network-int8", int8_key(float_folder / "network.onnx"))
+    meta = cache.read_meta(folder)
+    if meta is None:
+        if not build:
+            raise ModelLoadError(f"{source}: no int8 ONNX network cached in {folder}")
+        from facelivenet.runtime.build import build_entry
+        from facelivenet.runtime.quantize import build_int8_network
+
+        build_entry(folder, lambda tmp: build_int8_network(float_folder, float_meta, tmp), tensorflow=False)
+        meta = cache.read_meta(folder)
+    return folder, meta
 
 
 def detector_folder(*, build: bool = True) -> Path:

@@ -25,7 +25,8 @@ class OnnxFaceModel(BatchedFaceModel):
     Attributes:
         config: the Keras model's :class:`NetworkConfig`.
         source: the ``.keras`` file it was exported from.
-        fingerprint: that model's fingerprint (``"sha256:…"``).
+        fingerprint: that model's fingerprint (``"sha256:…"``), whatever the precision.
+        precision: ``fp32`` (the export) or ``int8`` (:mod:`facelivenet.runtime.quantize`).
         path: the ``.onnx`` file.
     """
 
@@ -37,6 +38,7 @@ class OnnxFaceModel(BatchedFaceModel):
         self.path = Path(path)
         self.config = NetworkConfig.from_dict(meta["config"])
         self.fingerprint: str = meta["fingerprint"]
+        self.precision: str = meta.get("precision", "fp32")
         self.source = source
         self._session = session(self.path, threads=0)
         self._input = self._session.get_inputs()[0].name
@@ -46,15 +48,18 @@ class OnnxFaceModel(BatchedFaceModel):
         return e, p
 
 
-def load_onnx_model(path: str | Path | None = None, *, build: bool = True) -> OnnxFaceModel:
+def load_onnx_model(path: str | Path | None = None, *, build: bool = True, precision: str = "fp32") -> OnnxFaceModel:
     """The ONNX twin of the model file ``path`` (the default model when None).
 
     Built (TensorFlow, once) and cached on first use when ``build``; else a missing
-    entry is a :class:`~facelivenet.errors.ModelLoadError`.
+    entry is a :class:`~facelivenet.errors.ModelLoadError`. ``precision="int8"``: the
+    quantised network, built from the float one without TensorFlow.
     """
     from facelivenet.runtime.inference import network_entry
+    from facelivenet.runtime.quantize import check_precision
     from facelivenet.paths import resolve_model_path
 
+    precision = check_precision(precision, "onnx")
     source = resolve_model_path(path)
-    folder, meta = network_entry(source, build=build)
+    folder, meta = network_entry(source, build=build, precision=precision)
     return OnnxFaceModel(folder / "network.onnx", meta, source)

@@ -55,7 +55,7 @@ class Service:
                     from facelivenet.facade import FaceAuth
 
                     self._auth = FaceAuth(self.settings.model, detect_max_side=self.settings.detect_max_side,
-                                          runtime=self.settings.runtime)
+                                          runtime=self.settings.runtime, precision=self.settings.precision)
         return self._auth
 
     @property

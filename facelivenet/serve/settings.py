@@ -33,6 +33,7 @@ class ServeSettings:
         cors_origins: origins allowed by CORS (empty: CORS off, the default).
         runtime: ``auto``, ``keras`` or ``onnx`` (:mod:`facelivenet.runtime`); None: the
             default (``auto``: ONNX Runtime unless the model's ONNX files cannot be had).
+        precision: ``fp32`` or ``int8`` (on onnx; :mod:`facelivenet.runtime.quantize`); None: fp32.
         challenge_choices, challenge_length: what a challenge is drawn from and how many
             steps it has (the library's default: more than 6 bits, expressions and head
             moves, as ``facelivenet challenge`` issues).
@@ -52,6 +53,7 @@ class ServeSettings:
     cors_origins: tuple[str, ...] = ()
     detect_max_side: int | None = DETECT_MAX_SIDE
     runtime: str | None = None
+    precision: str | None = None
     challenge_choices: tuple[str, ...] = DEFAULT_CHALLENGE_CHOICES
     challenge_length: int = DEFAULT_CHALLENGE_LENGTH
 
