@@ -302,11 +302,12 @@ def test_a_lost_face_runs_the_full_detector_at_once(astronaut_canvas):
     counts = [len(tracker.detect(f)) for f in (one, one, blank, one)]
     assert counts == [1, 1, 0, 1]
     assert (tracker.full_runs, tracker.followed) == (3, 1)  # the blank frame, then no track to follow
-    # Another view of the frame (the analyser's full-resolution search beside its downscaled
-    # one) runs the full detector and leaves the track alone.
+    # A finer look (the analyser's periodic full-resolution search) runs the full detector,
+    # and the track goes on from its face: the next downscaled frame is followed.
     tracker = TrackingDetector(FaceDetector(), every=10)
     views = [tracker.detect(one, downscale=2.0), tracker.detect(one), tracker.detect(one, downscale=2.0)]
     assert [len(v) for v in views] == [1, 1, 1] and (tracker.full_runs, tracker.followed) == (2, 1)
+    assert views[2][0].box == pytest.approx(views[1][0].box, abs=0.05 * views[1][0].width)
     with pytest.raises(InputError, match="N >= 1"):
         TrackingDetector(FaceDetector(), every=0)
 
