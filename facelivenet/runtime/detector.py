@@ -16,6 +16,7 @@ little more than the first level; the values are those of resizing in turn.
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -31,14 +32,21 @@ from facelivenet.detect.stages import ONetStage, PNetStage, RNetStage
 PIXEL_MEAN = 127.5
 
 
+#: Intra-op threads of each detector stage. Two, not one: P-Net's largest pyramid levels
+#: and R-Net's batch of ~80 proposals split well over two threads (the cascade at 640x480
+#: took 95 instead of 130 ms on a loaded 2-core machine, measured side by side); the
+#: smaller levels gain nothing from more.
+DETECTOR_THREADS = min(2, os.cpu_count() or 1)
+
+
 def session(path: Path, threads: int = 1):
     """An ONNX Runtime session on the CPU, all graph optimisations on.
 
     ONNX Runtime's default thread pool spins its threads waiting for work; on a busy
     machine (or beside the video decoder) that spinning takes the cores the work needs:
     P-Net over a 640x480 pyramid measured 140 ms with the defaults and 37 ms with one
-    thread and no spinning. The detector's networks are small (one thread each); the face
-    network gets ``threads`` (0: one per core).
+    thread and no spinning. The face network gets ``threads`` (0: one per core); the
+    detector's stages :data:`DETECTOR_THREADS`.
     """
     try:
         import onnxruntime as ort
@@ -61,7 +69,7 @@ def onnx_runners(folder: Path):
     """:class:`facelivenet.detect.compiled.CascadeRunners`-shaped forwards over ``folder/*.onnx``."""
     from types import SimpleNamespace
 
-    pnet, rnet, onet = (session(folder / f"{n}.onnx") for n in ("pnet", "rnet", "onet"))
+    pnet, rnet, onet = (session(folder / f"{n}.onnx", DETECTOR_THREADS) for n in ("pnet", "rnet", "onet"))
     resizer = ThreadPoolExecutor(1, thread_name_prefix="facelivenet-pyramid")
 
     def run_pnet(image, sizes):
