@@ -114,6 +114,24 @@ def test_float_input_makes_a_uint8_stage_take_floats(tmp_path):
 # --- choosing the runtime -------------------------------------------------------------------------
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
+def test_the_pyramid_thread_works_in_a_forked_worker():
+    # The ONNX detector resizes its pyramid on a helper thread. A forked process (a serve
+    # worker) inherits its parent's executor but not the thread: work sent there would
+    # wait forever, so each process gets its own.
+    from facelivenet.runtime.detector import _pyramid_thread
+
+    assert _pyramid_thread().submit(lambda: 1).result(timeout=10) == 1
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only when its resize thread answers
+        try:
+            os._exit(0 if _pyramid_thread().submit(lambda: 2).result(timeout=10) == 2 else 1)
+        except BaseException:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
 def test_an_unknown_runtime_is_refused_before_any_model_loads():
     from facelivenet import FaceAuth
 

@@ -65,15 +65,27 @@ def session(path: Path, threads: int = 1):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+_PYRAMID_THREADS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pyramid_thread() -> ThreadPoolExecutor:
+    """This process's thread for pyramid resizes (one per process: a forked worker (uvicorn,
+    ``align --workers``) inherits its parent's executor without its thread, and work sent
+    to it would wait forever)."""
+    pid = os.getpid()
+    if pid not in _PYRAMID_THREADS:
+        _PYRAMID_THREADS[pid] = ThreadPoolExecutor(1, thread_name_prefix="facelivenet-pyramid")
+    return _PYRAMID_THREADS[pid]
+
+
 def onnx_runners(folder: Path):
     """:class:`facelivenet.detect.compiled.CascadeRunners`-shaped forwards over ``folder/*.onnx``."""
     from types import SimpleNamespace
 
     pnet, rnet, onet = (session(folder / f"{n}.onnx", DETECTOR_THREADS) for n in ("pnet", "rnet", "onet"))
-    resizer = ThreadPoolExecutor(1, thread_name_prefix="facelivenet-pyramid")
-
     def run_pnet(image, sizes):
         pixels = image.astype(np.float32)
+        resizer = _pyramid_thread()
         levels = [resizer.submit(cv2.resize, pixels, (int(w), int(h)), interpolation=cv2.INTER_AREA)
                   for h, w in sizes]
         all_offsets, all_probs = [], []
