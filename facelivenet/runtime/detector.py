@@ -33,9 +33,10 @@ PIXEL_MEAN = 127.5
 
 
 #: Intra-op threads of each detector stage. Two, not one: P-Net's largest pyramid levels
-#: and R-Net's batch of ~80 proposals split well over two threads (the cascade at 640x480
-#: took 95 instead of 130 ms on a loaded 2-core machine, measured side by side); the
-#: smaller levels gain nothing from more.
+#: and R-Net's batch of ~80 proposals split over two threads, so a frame's detection
+#: uses both cores of a 2-core machine (the work itself is the same: CPU time per frame
+#: did not change). On the shared, loaded machine the wall-time gain varied from none to
+#: 95 instead of 130 ms per 640x480 frame, side by side; the smaller levels gain nothing.
 DETECTOR_THREADS = min(2, os.cpu_count() or 1)
 
 
@@ -83,6 +84,7 @@ def onnx_runners(folder: Path):
     from types import SimpleNamespace
 
     pnet, rnet, onet = (session(folder / f"{n}.onnx", DETECTOR_THREADS) for n in ("pnet", "rnet", "onet"))
+
     def run_pnet(image, sizes):
         pixels = image.astype(np.float32)
         resizer = _pyramid_thread()
