@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/detect.py                      # everything
     .venv/bin/python bench/detect.py --skip-align --repeats 10
+    .venv/bin/python bench/detect.py --runtime onnx --skip-align   # our cascade on ONNX Runtime
 
 1. Correctness: on every photo of ../shared/data/photos and N CelebA photos, each face
    ipazc/mtcnn finds with score > 0.9 must be matched by one of ours with IoU >= 0.95,
@@ -162,6 +163,8 @@ def main() -> int:
     ap.add_argument("--celeba", type=int, default=200, help="CelebA photos for correctness and align")
     ap.add_argument("--repeats", type=int, default=10, help="timed calls per frame and detector")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--runtime", choices=("keras", "onnx"), default="keras",
+                    help="our detector's runtime (align always runs on Keras)")
     ap.add_argument("--skip-correctness", action="store_true")
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--skip-align", action="store_true")
@@ -171,9 +174,13 @@ def main() -> int:
         return 2
     from mtcnn import MTCNN
 
-    from facelivenet.detect import FaceDetector
+    if args.runtime == "onnx":
+        from facelivenet.runtime import OnnxFaceDetector as FaceDetector
+    else:
+        from facelivenet.detect import FaceDetector
 
     detector, model = FaceDetector().load(), MTCNN()
+    print(f"ours: {detector!r}")
     ok = True
     if not args.skip_correctness:
         ok = correctness(detector, model, photo_paths() + celeba_sample(args.celeba))

@@ -1,14 +1,20 @@
-"""End to end, side by side: our ONNX Runtime path, our Keras path and ipazc/mtcnn on the same frames.
+"""End to end, side by side: our ONNX Runtime path, our Keras path, ipazc/mtcnn and facenet-pytorch's MTCNN.
 
 From ../shared/data/videos/d18.mp4 it builds a 640x480 clip (the 480x480 frames centred on
 black) and prints, in one run:
 
 * detection at full resolution, ms/frame: our MTCNN on ONNX Runtime (every frame, and
   with tracking: the full cascade every 5th frame), on Keras, and ipazc/mtcnn (the
-  ``mtcnn`` package, same weights), with the IoU of our faces against ipazc's;
+  ``mtcnn`` package, same weights) and facenet-pytorch's MTCNN (``facenet-pytorch``: not
+  a dependency, as its torch<=2.3 / numpy<2 pins would downgrade this environment; skipped
+  with a note when it is not importable), with the IoU of each one's faces against ipazc's;
 * the face network, ms/face at batch 1 and batched (16 faces), ONNX Runtime and Keras;
 * end to end, frames/s of the verify-video pipeline (decode, detection at the product's
   320 px, alignment, network, challenge engine) on every frame of the clip;
+* realtime latency, ms per frame (p50, p95, max) at batch 1: the frames of the clip fed one
+  at a time, as a live source gives them, through the ``realtime`` command's per-frame work
+  (the analyser at its 320 px detection with the periodic full-resolution search, and
+  the challenge engine);
 * start-up: seconds from starting a fresh interpreter to the first analysed frame
   (imports, model load, first detection and forward), per runtime; the ONNX files are
   cached first (the one-time export is not start-up).
@@ -34,12 +40,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from facelivenet.auth.analyzer import FrameAnalyzer  # noqa: E402
-from facelivenet.auth.challenge import Challenge, ChallengeSettings  # noqa: E402
-from facelivenet.auth.verify import verify_clip  # noqa: E402
+from facelivenet.auth.analyzer import FULL_CHECK_EVERY, FrameAnalyzer  # noqa: E402
+from facelivenet.auth.challenge import Challenge, ChallengeEngine, ChallengeSettings  # noqa: E402
+from facelivenet.auth.verify import FRAME_BATCH, verify_clip  # noqa: E402
 from facelivenet.detect.boxes import iou  # noqa: E402
 from facelivenet.runtime import TrackingDetector, inference_backend  # noqa: E402
-from facelivenet.video import VideoWriter, read_frames  # noqa: E402
+from facelivenet.video import VideoSource, VideoWriter, read_frames  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CLIP = ROOT.parent / "shared" / "data" / "videos" / "d18.mp4"
@@ -82,6 +88,37 @@ def per_call_ms(fn, items, repeats: int) -> float:
             fn(x)
         best = min(best, (time.perf_counter() - t) / len(items))
     return best * 1e3
+
+
+def facenet_pytorch_mtcnn():
+    """facenet-pytorch's MTCNN set as ours (min face 20, thresholds 0.6/0.7/0.7, factor 0.709), or None."""
+    try:
+        from facenet_pytorch import MTCNN as TorchMTCNN
+    except ImportError:
+        return None
+    return TorchMTCNN(keep_all=True, min_face_size=20, thresholds=[0.6, 0.7, 0.7], factor=0.709, device="cpu")
+
+
+def facenet_pytorch_boxes(mtcnn, frame: np.ndarray) -> np.ndarray:
+    """(N, 4) xyxy boxes with probability > 0.9 of facenet-pytorch's MTCNN."""
+    boxes, probs = mtcnn.detect(frame)
+    if boxes is None:
+        return np.zeros((0, 4))
+    return np.asarray(boxes, np.float64)[np.asarray(probs) > 0.9]
+
+
+def live_latencies_ms(analyzer: FrameAnalyzer, frames: list[np.ndarray], reference: np.ndarray,
+                      settings: ChallengeSettings, fps: float) -> np.ndarray:
+    """Per-frame ms of the realtime loop's work (analyse at batch 1, then the engine), frame by frame."""
+    challenge = Challenge.for_clip(("surprise",), len(frames) / fps + 60.0)
+    engine = ChallengeEngine(challenge, settings, expression_classes=analyzer.model.expression_classes,
+                             clock=lambda: 0.0)
+    out = []
+    for i, image in enumerate(frames):
+        t = time.perf_counter()
+        engine.observe(analyzer.analyze(image).observation(i / fps, reference, i))
+        out.append(time.perf_counter() - t)
+    return np.array(out) * 1e3
 
 
 def startup_seconds(runtime: str, model: str | None, clip: Path) -> tuple[float, bool]:
@@ -129,6 +166,19 @@ def main() -> None:
             ious = [float(iou(np.array(b), np.array([d.box for d in mine])).max(initial=0.0)) if mine else 0.0
                     for mine, ref in zip(found, theirs) for b in ref]
             rows.append((name, ms, min(ious) if ious else float("nan"), float(np.mean(ious)) if ious else float("nan")))
+        torch_mtcnn = facenet_pytorch_mtcnn()
+        if torch_mtcnn is None:
+            print("  facenet-pytorch: not installed, skipped. Its only release (2.6.0) pins torch<=2.3 and "
+                  "numpy<2: pip resolves it to torch 2.2.2 with ~3 GB of CUDA wheels and a downgrade of this "
+                  "environment's numpy 2 (TensorFlow, ONNX Runtime); 'pip install facenet-pytorch' in a venv of "
+                  "its own to compare.")
+        else:
+            torch_mtcnn.detect(frames[0])
+            t_torch = per_call_ms(torch_mtcnn.detect, frames, args.repeats)
+            ious = [float(iou(np.array(b), facenet_pytorch_boxes(torch_mtcnn, f)).max(initial=0.0))
+                    for f, ref in zip(frames, theirs) for b in ref]
+            rows.insert(0, ("facenet-pytorch MTCNN", t_torch, min(ious, default=float("nan")),
+                            float(np.mean(ious)) if ious else float("nan")))
         print(f"  {'ipazc/mtcnn':<46} {t_ipazc:7.1f}")
         for name, ms, worst, mean in rows:
             print(f"  {name:<46} {ms:7.1f}  ({t_ipazc / ms:4.1f}x ipazc; IoU with ipazc min {worst:.3f} mean {mean:.3f})")
@@ -140,10 +190,11 @@ def main() -> None:
         for r, b in backends.items():
             b.embed_and_classify(sixteen)
             at1 = per_call_ms(b.embed_and_classify, [one] * 10, args.repeats)
-            at16 = per_call_ms(b.embed_and_classify, [sixteen] * 2, args.repeats) / 16
+            at16 = per_call_ms(b.embed_and_classify, [sixteen] * 4, args.repeats) / 16
             print(f"  {r:<6} batch 1 {at1:6.2f}   batch 16 {at16:6.2f}")
 
-        print("\nend to end, verify-video pipeline on every frame of the 640x480 clip (detection at 320 px):")
+        print("\nend to end, verify-video pipeline on every frame of the 640x480 clip (detection at 320 px, "
+              f"every {FULL_CHECK_EVERY}th frame at full resolution):")
         settings = ChallengeSettings.for_model(model.config)
         reference = backends["keras"].embed_and_classify(one).embeddings
         for name, r, track in (("onnx", "onnx", 0), ("onnx + tracking 5", "onnx", 5), ("keras", "keras", 0)):
@@ -160,6 +211,26 @@ def main() -> None:
             n, s = best.frames_analyzed, best.seconds
             print(f"  {name:<18} {n} frames {n / s['total']:6.1f} frames/s | detect {s['detect'] / n * 1e3:5.1f} "
                   f"network {s['network'] / n * 1e3:5.1f} ms/frame | decision {best.decision.decision}")
+            # The engine stops at its decision; the analyser on every frame of the clip, decode
+            # included, in the offline batches of verify-video, is the throughput of a whole clip.
+            det = TrackingDetector(b.detector, track) if track else b.detector
+            t = time.perf_counter()
+            frames_all = list(VideoSource(clip))
+            analyzer = FrameAnalyzer(b.model, det)
+            for start in range(0, len(frames_all), FRAME_BATCH):
+                analyzer.analyze_batch([f.image for f in frames_all[start : start + FRAME_BATCH]])
+            print(f"  {'':<18} all {len(frames_all)} frames of the clip: "
+                  f"{len(frames_all) / (time.perf_counter() - t):6.1f} frames/s (decode + analyser)")
+
+        fps = read_frames(clip, max_frames=1)[0].fps
+        every = [f.image for f in read_frames(clip)[1]]
+        print(f"\nrealtime latency, {len(every)} frames of the 640x480 clip one at a time (batch 1; ms/frame):")
+        for r, b in backends.items():
+            live_latencies_ms(FrameAnalyzer(b.model, b.detector), every[:5], reference, settings, fps)  # warm-up
+            lat = live_latencies_ms(FrameAnalyzer(b.model, b.detector), every, reference, settings, fps)
+            p50, p95 = np.percentile(lat, [50, 95])
+            print(f"  {r:<6} p50 {p50:6.1f}  p95 {p95:6.1f}  max {lat.max():6.1f}  "
+                  f"(every {FULL_CHECK_EVERY}th frame searched at full resolution)")
 
         print("\nstart-up, fresh interpreter to the first analysed frame (s):")
         for r in ("onnx", "keras"):

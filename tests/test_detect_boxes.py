@@ -124,6 +124,21 @@ def test_crop_patches_samples_bilinearly_and_pads_outside():
     assert bx.crop_patches(image, np.zeros((0, 4)), np.zeros(0, int), 24).shape == (0, 24, 24, 1)
 
 
+def test_crop_patches_reads_uint8_frames_and_each_box_from_its_own_image():
+    # The detector passes its uint8 frames as they are (no float copy of the frame): the
+    # patches are those of the float image, and each box samples the image it belongs to.
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (2, 30, 40, 3), dtype=np.uint8)
+    boxes = np.array([[2.5, 3.0, 20.0, 25.5], [-5.0, 10.0, 38.0, 29.0], [2.5, 3.0, 20.0, 25.5]])
+    index = np.array([0, 1, 1])
+    from_uint8 = bx.crop_patches(frames, boxes, index, 24)
+    from_float = bx.crop_patches(frames.astype(np.float32), boxes, index, 24)
+    assert from_uint8.dtype == np.float32 and from_uint8.shape == (3, 24, 24, 3)
+    np.testing.assert_allclose(from_uint8, from_float, atol=1e-4)
+    assert np.abs(from_uint8[0] - from_uint8[2]).max() > 10  # same box, the other image
+    np.testing.assert_allclose(from_uint8[2], bx.crop_patches(frames[1:], boxes[:1], np.array([0]), 24)[0], atol=1e-4)
+
+
 def test_pnet_output_size():
     assert bx.pnet_output_size(144, 256) == (67, 123)  # as P-Net computes it (valid convs, pool "same")
     assert bx.pnet_output_size(12, 13) == (1, 2)

@@ -114,6 +114,24 @@ def test_float_input_makes_a_uint8_stage_take_floats(tmp_path):
 # --- choosing the runtime -------------------------------------------------------------------------
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
+def test_the_pyramid_thread_works_in_a_forked_worker():
+    # The ONNX detector resizes its pyramid on a helper thread. A forked process (a serve
+    # worker) inherits its parent's executor but not the thread: work sent there would
+    # wait forever, so each process gets its own.
+    from facelivenet.runtime.detector import _pyramid_thread
+
+    assert _pyramid_thread().submit(lambda: 1).result(timeout=10) == 1
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only when its resize thread answers
+        try:
+            os._exit(0 if _pyramid_thread().submit(lambda: 2).result(timeout=10) == 2 else 1)
+        except BaseException:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
 def test_an_unknown_runtime_is_refused_before_any_model_loads():
     from facelivenet import FaceAuth
 
@@ -302,11 +320,12 @@ def test_a_lost_face_runs_the_full_detector_at_once(astronaut_canvas):
     counts = [len(tracker.detect(f)) for f in (one, one, blank, one)]
     assert counts == [1, 1, 0, 1]
     assert (tracker.full_runs, tracker.followed) == (3, 1)  # the blank frame, then no track to follow
-    # Another view of the frame (the analyser's full-resolution search beside its downscaled
-    # one) runs the full detector and leaves the track alone.
+    # A finer look (the analyser's periodic full-resolution search) runs the full detector,
+    # and the track goes on from its face: the next downscaled frame is followed.
     tracker = TrackingDetector(FaceDetector(), every=10)
     views = [tracker.detect(one, downscale=2.0), tracker.detect(one), tracker.detect(one, downscale=2.0)]
     assert [len(v) for v in views] == [1, 1, 1] and (tracker.full_runs, tracker.followed) == (2, 1)
+    assert views[2][0].box == pytest.approx(views[1][0].box, abs=0.05 * views[1][0].width)
     with pytest.raises(InputError, match="N >= 1"):
         TrackingDetector(FaceDetector(), every=0)
 

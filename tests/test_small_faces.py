@@ -32,9 +32,14 @@ def test_a_20_px_second_face_at_640x480_is_found(tiny_model):
     frame = _frame_with_a_small_second_face(34)  # the detector's box of the small face: ~20 px tall
     plain = FrameAnalyzer(tiny_model, full_check_every=0).analyze_batch([frame] * 5)
     assert [len(a.faces) for a in plain] == [1] * 5  # what the downscaled detection sees
-    checked = FrameAnalyzer(tiny_model).analyze_batch([frame] * 6)
+    analyzer = FrameAnalyzer(tiny_model)
+    looks = []  # the downscale of each detector call
+    detect = analyzer.detector.detect
+    analyzer.detector.detect = lambda image, downscale=1.0: looks.append(downscale) or detect(image, downscale=downscale)
+    checked = analyzer.analyze_batch([frame] * 6)
     counts = [len(a.faces) for a in checked]
-    assert counts == [2, 1, 1, 1, 1, 2]  # every 5th analysed frame is also searched at full size
+    assert counts == [2, 1, 1, 1, 1, 2]  # every 5th analysed frame is searched at full size
+    assert looks == [1.0, 2.0, 2.0, 2.0, 2.0, 1.0]  # ... once: not downscaled as well
     small = [f for f in checked[0].faces if f.box[0] > 500][0]
     assert 15 <= small.box[3] - small.box[1] <= 26
     ref = checked[0].faces[0].embedding[None]

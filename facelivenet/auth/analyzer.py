@@ -6,9 +6,11 @@ the full-resolution frame with the model's own alignment settings. All faces of 
 frame go through the network in one batched forward.
 
 A downscaled detection misses small faces (at 640x480 and 320 px, faces under ~26 px):
-every :data:`FULL_CHECK_EVERY`-th analysed frame is also searched at full resolution,
-and the faces only that search finds are added, so a small second face in view is
-seen (and rejects as ``multiple_faces``) within a few frames.
+every :data:`FULL_CHECK_EVERY`-th analysed frame is searched at full resolution
+instead, so a small second face in view is seen (and rejects as ``multiple_faces``)
+within a few frames. That frame is detected once, at full resolution: its pyramid
+holds every level the downscaled one has (and the finer ones below it), so a second,
+downscaled detection of the same frame would only repeat part of the work.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from facelivenet.auth.challenge import FrameObservation, box_iou
+from facelivenet.auth.challenge import FrameObservation
 from facelivenet.auth.observe import frame_observation
 from facelivenet.config import DETECT_MAX_SIDE
 from facelivenet.faces import MIN_FACE_SCORE, FacePath
@@ -89,7 +91,7 @@ class FrameAnalyzer:
             detection, boxes mapped back by the detector (``None``: never).
         min_score: detections below this confidence are ignored.
         full_check_every: when frames are downscaled for detection, every this many
-            analysed frames are also searched at full resolution (0: never).
+            analysed frames are searched at full resolution instead (0: never).
     """
 
     def __init__(self, model: Any, detector: Any = None, align: Callable[..., np.ndarray] | None = None,
@@ -126,10 +128,7 @@ class FrameAnalyzer:
         dets, crops, detect_s = [], [], []
         for image in images:
             t0 = time.perf_counter()
-            found = self.detect(image)
-            if self._full_check_due(image):
-                found = found + [d for d in self.path.detect(image, full_resolution=True)
-                                 if all(box_iou(tuple(d.box), tuple(f.box)) < 0.3 for f in found)]
+            found = self.path.detect(image, full_resolution=self._full_check_due(image))
             self._frames += 1
             detect_s.append(time.perf_counter() - t0)
             dets.append(found)
