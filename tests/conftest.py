@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -104,3 +107,31 @@ def assert_contract(document):
 
     jsonschema.validate(document, load_schema(), cls=jsonschema.Draft202012Validator)
     return document
+
+
+def run_isolated(code: str, cache_root) -> tuple[int | None, str, list[str], str]:
+    """Run ``code`` (which may set ``rc``) in a fresh interpreter with its own ONNX cache.
+
+    Returns (rc, stdout, the tensorflow/keras/tf2onnx modules it imported, stderr): the
+    tests that the inference path never loads TensorFlow read the third.
+    """
+    from facelivenet.runtime import cache
+
+    wrapper = (f"import json, sys\nrc = None\n{code}\n"
+               "sys.stderr.write('\\nMODULES ' + json.dumps(sorted(m for m in sys.modules "
+               "if m.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx'))) + ' RC ' + str(rc) + '\\n')\n")
+    env = {k: v for k, v in os.environ.items() if k != "FACELIVENET_MODEL"}
+    env.update(PYTHONPATH=str(ROOT), **{cache.CACHE_ENV: str(cache_root)})
+    res = subprocess.run([sys.executable, "-c", wrapper], capture_output=True, text=True, env=env, timeout=600)
+    assert "MODULES " in res.stderr, res.stderr[-2000:]
+    head, tail = res.stderr.rsplit("MODULES ", 1)
+    modules, rc = tail.split(" RC ")
+    return (None if rc.strip() == "None" else int(rc.strip())), res.stdout, json.loads(modules), head
+
+
+def cli_code(args: list[str]) -> str:
+    """Code for :func:`run_isolated` that runs ``facelivenet ARGS`` and sets ``rc`` to its exit code."""
+    return ("import runpy\n"
+            f"sys.argv = ['facelivenet'] + {list(args)!r}\n"
+            "try:\n    runpy.run_module('facelivenet', run_name='__main__')\n"
+            "except SystemExit as e:\n    rc = e.code\n")

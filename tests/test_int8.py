@@ -4,15 +4,12 @@ refusal on Keras, the parity bounds, the cache entry of its own, the same decisi
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import ROOT, shared_data
+from conftest import ROOT, cli_code, run_isolated, shared_data
 from facelivenet.cli import cli
 from facelivenet.errors import ExportError, InputError
 from facelivenet.runtime import cache
@@ -33,22 +30,6 @@ def int8_cache(tmp_path_factory):
         mp.setenv(cache.CACHE_ENV, str(root))
         network_entry(default_model_path())
         yield root
-
-
-def _run_cli(args, cache_root):
-    """The CLI in a fresh interpreter: (exit code, stdout, stderr, tensorflow/keras modules imported)."""
-    code = ("import json, runpy, sys\n"
-            f"sys.argv = ['facelivenet'] + {list(args)!r}\n"
-            "rc = 0\n"
-            "try:\n    runpy.run_module('facelivenet', run_name='__main__')\n"
-            "except SystemExit as e:\n    rc = e.code\n"
-            "sys.stderr.write('\\nMODULES ' + json.dumps(sorted(m for m in sys.modules "
-            "if m.split('.')[0] in ('tensorflow', 'keras'))) + ' RC ' + str(rc) + '\\n')\n")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), cache.CACHE_ENV: str(cache_root)}
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
-    err, tail = res.stderr.rsplit("\nMODULES ", 1)
-    modules, rc = tail.split(" RC ")
-    return int(rc.strip()), res.stdout, err, json.loads(modules)
 
 
 # --- the option and the refusal -------------------------------------------------------------------
@@ -73,7 +54,7 @@ def test_int8_on_keras_is_a_one_line_usage_error(runner, order):
 
 
 def test_int8_on_keras_is_refused_before_tensorflow_loads(tmp_path):
-    rc, out, err, modules = _run_cli(["analyze", FACE, "--runtime", "keras", "--precision", "int8"], tmp_path)
+    rc, out, modules, err = run_isolated(cli_code(["analyze", FACE, "--runtime", "keras", "--precision", "int8"]), tmp_path)
     assert rc == 2 and modules == [] and out == ""
     assert err.strip().startswith("Error: --precision int8 runs on ONNX Runtime")
     assert not any(tmp_path.iterdir())  # nothing was built
@@ -159,8 +140,8 @@ def test_int8_entry_is_its_own_keyed_by_precision_read_back_and_built_without_te
     # A cache holding only the float network: the int8 one is built from it, no TensorFlow.
     fresh = tmp_path / "cache"
     shutil.copytree(float_folder, fresh / "network" / float_folder.name)
-    rc, out, err, modules = _run_cli(["analyze", FACE, "--cropped", "--runtime", "onnx", "--precision", "int8",
-                                      "--json"], fresh)
+    args = ["analyze", FACE, "--cropped", "--runtime", "onnx", "--precision", "int8", "--json"]
+    rc, out, modules, err = run_isolated(cli_code(args), fresh)
     assert rc == 0 and modules == [], err
     assert len(json.loads(out)["faces"]) == 1
     assert [p.name for p in (fresh / "network-int8").iterdir()] == [int8.path.parent.name]

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import ROOT, shared_data
+from conftest import cli_code, run_isolated, shared_data
 from facelivenet.cli import cli
 from facelivenet.errors import InputError, ModelLoadError
 from facelivenet.runtime import cache
@@ -220,19 +217,6 @@ def test_onnx_detector_finds_the_keras_faces_on_real_photos(onnx_cache):
 # --- the inference path without TensorFlow, and the same decisions --------------------------------------
 
 
-def _cli_without_tensorflow(args, cache_root):
-    """Run the CLI in a fresh interpreter; return (exit code, stdout, modules imported)."""
-    code = ("import json, runpy, sys\n"
-            f"sys.argv = ['facelivenet'] + {list(args)!r}\n"
-            "try:\n    runpy.run_module('facelivenet', run_name='__main__')\n"
-            "except SystemExit as e:\n    rc = e.code\n"
-            "sys.stderr.write('\\nMODULES ' + json.dumps(sorted(m for m in sys.modules "
-            "if m.split('.')[0] in ('tensorflow', 'keras'))) + ' RC ' + str(rc) + '\\n')\n")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), cache.CACHE_ENV: str(cache_root)}
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
-    tail = res.stderr.rsplit("MODULES ", 1)[-1]
-    modules, rc = tail.split(" RC ")
-    return int(rc.strip()), res.stdout, json.loads(modules)
 
 
 @pytest.mark.slow
@@ -244,13 +228,13 @@ def test_compare_and_analyze_on_onnx_never_import_tensorflow_and_agree_with_kera
     a, b = str(shared_data("photos", "obama.jpg")), str(shared_data("photos", "biden.jpg"))
     group = str(shared_data("photos", "two_people.jpg"))
     detector_folder(), network_entry(default_model_path())  # built once, here (TensorFlow)
-    rc, out, modules = _cli_without_tensorflow(["compare", a, b, "--runtime", "onnx", "--json"], onnx_cache)
+    rc, out, modules, _ = run_isolated(cli_code(["compare", a, b, "--runtime", "onnx", "--json"]), onnx_cache)
     assert modules == [] and rc == 1
     keras = runner.invoke(cli, ["compare", a, b, "--runtime", "keras", "--json"])
     ours, theirs = json.loads(out), json.loads(keras.stdout)
     assert keras.exit_code == rc and ours["same"] == theirs["same"] is False
     assert abs(ours["distance"] - theirs["distance"]) < 1e-3
-    rc, out, modules = _cli_without_tensorflow(["analyze", group, "--runtime", "onnx", "--json"], onnx_cache)
+    rc, out, modules, _ = run_isolated(cli_code(["analyze", group, "--runtime", "onnx", "--json"]), onnx_cache)
     assert modules == [] and rc == 0
     keras = runner.invoke(cli, ["analyze", group, "--runtime", "keras", "--json"])
     ours, theirs = json.loads(out)["faces"], json.loads(keras.stdout)["faces"]

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT, shared_data
+from conftest import ROOT, cli_code, run_isolated, shared_data
 from facelivenet.cli import cli
 from facelivenet.errors import ModelLoadError
 from facelivenet.runtime import cache
@@ -183,27 +183,6 @@ def test_auto_without_files_or_exporter_runs_on_keras_after_one_warning(no_expor
 # --- no TensorFlow or Keras on the default inference path ----------------------------------------------
 
 
-def _run_without_tensorflow(code: str, cache_root) -> tuple[int, str, list[str], str]:
-    """Run ``code`` (which sets ``rc``) in a fresh interpreter; (rc, stdout, TF/Keras modules, stderr)."""
-    wrapper = (f"import json, sys\nrc = None\n{code}\n"
-               "sys.stderr.write('\\nMODULES ' + json.dumps(sorted(m for m in sys.modules "
-               "if m.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx'))) + ' RC ' + str(rc) + '\\n')\n")
-    env = {k: v for k, v in os.environ.items() if k != "FACELIVENET_MODEL"}
-    env.update(PYTHONPATH=str(ROOT), **{cache.CACHE_ENV: str(cache_root)})
-    res = subprocess.run([sys.executable, "-c", wrapper], capture_output=True, text=True, env=env, timeout=600)
-    assert "MODULES " in res.stderr, res.stderr[-2000:]
-    head, tail = res.stderr.rsplit("MODULES ", 1)
-    modules, rc = tail.split(" RC ")
-    return (None if rc.strip() == "None" else int(rc.strip())), res.stdout, json.loads(modules), head
-
-
-def _cli_code(args: list[str]) -> str:
-    return ("import runpy\n"
-            f"sys.argv = ['facelivenet'] + {args!r}\n"
-            "try:\n    runpy.run_module('facelivenet', run_name='__main__')\n"
-            "except SystemExit as e:\n    rc = e.code\n")
-
-
 @pytest.mark.slow
 @pytest.mark.realdata
 def test_the_cli_runs_on_onnx_by_default_without_importing_tensorflow_or_keras(tmp_path):
@@ -211,23 +190,23 @@ def test_the_cli_runs_on_onnx_by_default_without_importing_tensorflow_or_keras(t
     group = str(shared_data("photos", "two_people.jpg"))
     clip = str(shared_data("videos", "d18.mp4"))
     empty = tmp_path / "cache"
-    rc, out, modules, err = _run_without_tensorflow(_cli_code(["compare", a, b, "--json"]), empty)
+    rc, out, modules, err = run_isolated(cli_code(["compare", a, b, "--json"]), empty)
     assert (rc, modules) == (0, []), err[-800:]
     assert json.loads(out)["same"] is True
-    rc, out, modules, err = _run_without_tensorflow(_cli_code(["analyze", group, "--json"]), empty)
+    rc, out, modules, err = run_isolated(cli_code(["analyze", group, "--json"]), empty)
     assert (rc, modules) == (0, []) and len(json.loads(out)["faces"]) == 2, err[-800:]
     gallery = str(tmp_path / "people.json")
-    rc, out, modules, err = _run_without_tensorflow(_cli_code(["enroll", "obama", a, "--gallery", gallery,
+    rc, out, modules, err = run_isolated(cli_code(["enroll", "obama", a, "--gallery", gallery,
                                                                "--json"]), empty)
     assert (rc, modules) == (0, []), err[-800:]
-    rc, out, modules, err = _run_without_tensorflow(_cli_code(["identify", b, "--gallery", gallery, "--json"]), empty)
+    rc, out, modules, err = run_isolated(cli_code(["identify", b, "--gallery", gallery, "--json"]), empty)
     assert (rc, modules) == (0, []) and json.loads(out)["name"] == "obama", err[-800:]
-    rc, out, modules, err = _run_without_tensorflow(_cli_code(
+    rc, out, modules, err = run_isolated(cli_code(
         ["verify-video", clip, "--ref", a, "--challenge", "surprise", "--stride", "3", "--json", "--quiet"]), empty)
     assert modules == [] and rc in (0, 1), err[-800:]
     report = json.loads(out)
     assert report["decision"] in ("accept", "reject") and report["reasons"]
-    rc, out, modules, err = _run_without_tensorflow(_cli_code(
+    rc, out, modules, err = run_isolated(cli_code(
         ["realtime", "--source", clip, "--headless", "--ref", a, "--expressions", "surprise", "--time-limit", "2",
          "-q"]), empty)
     assert modules == [] and rc == 1, err[-800:]  # d18 is not the reference's person
@@ -248,7 +227,7 @@ def test_faceauth_and_serve_run_on_onnx_by_default_without_importing_tensorflow_
             f"service = Service(ServeSettings(state_dir={str(tmp_path / 'state')!r}))\n"
             "print(json.dumps({'serve': service.auth.runtime}))\n"
             "rc = 0\n")
-    rc, out, modules, err = _run_without_tensorflow(code, tmp_path / "cache")
+    rc, out, modules, err = run_isolated(code, tmp_path / "cache")
     assert (rc, modules) == (0, []), err[-800:]
     first, second = (json.loads(line) for line in out.splitlines())
     assert first == {"runtime": "onnx", "same": False} and second == {"serve": "onnx"}
