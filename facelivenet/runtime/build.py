@@ -34,18 +34,31 @@ def exporter_missing() -> list[str]:
     return [m for m in EXPORTER_MODULES if importlib.util.find_spec(m) is None]
 
 
-def build_entry(folder: Path, make: Callable[[Path], dict[str, Any]], *, tensorflow: bool = True) -> Path:
-    """Run ``make(tmp_folder) -> meta`` and move the result to ``folder`` atomically
-    (``tensorflow``: ``make`` exports from Keras, so load the backend first)."""
+def build_entry(folder: Path, make: Callable[[Path], dict[str, Any]], *, tensorflow: bool = True,
+                replace: bool = False) -> Path:
+    """Run ``make(tmp_folder) -> meta`` and move the result to ``folder`` atomically.
+
+    ``tensorflow``: ``make`` exports from Keras, so load the backend first. ``replace``:
+    an existing ``folder`` is swapped for the new entry (it stays whole until the new one
+    passed its parity check), and the entry is made world-readable (the package's
+    entries, rebuilt in place by ``bin/build-onnx``); otherwise an existing entry wins.
+    """
     if tensorflow:
         from facelivenet.backend import load_backend
 
         load_backend()  # TensorFlow, quietly (its C++ start-up lines would reach stderr)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    old = folder.parent / f".{folder.name}.old.{os.getpid()}"
     try:
         meta = make(tmp)
         write_meta(tmp, meta)
+        if replace:
+            for p in tmp.iterdir():
+                p.chmod(0o644)
+            tmp.chmod(0o755)
+            if folder.exists():
+                os.replace(folder, old)
         try:
             os.replace(tmp, folder)
         except OSError:  # another process finished first: keep its entry
@@ -53,6 +66,7 @@ def build_entry(folder: Path, make: Callable[[Path], dict[str, Any]], *, tensorf
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
     return folder
 
 

@@ -9,19 +9,15 @@ parity checks as a first use (:mod:`facelivenet.runtime.build`); each ``meta.jso
 records the ``key`` (SHA-256) of the file(s) it was built from and the parity figures.
 An entry whose key is already that of the current files is left alone, so the command
 can be rerun at any time and rebuilds only what a retrained model (or new MTCNN
-weights) made stale; ``tests/test_runtime.py`` fails while the shipped network belongs
+weights) made stale; ``tests/test_runtime_default.py`` fails while the shipped network belongs
 to another model file.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import sys
-import tempfile
-from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from facelivenet.paths import DEFAULT_MODEL_NAME, MODELS_DIR
 from facelivenet.runtime import cache
@@ -39,32 +35,9 @@ def shipped_keys() -> dict[str, str]:
             "detector": cache.file_digest([weights_path(n) for n in NETWORKS])}
 
 
-def _replace(folder: Path, make: Callable[[Path], dict[str, Any]], key: str) -> None:
-    """Build into a temporary folder beside ``folder``, then swap it in (the old entry
-    stays whole until the new one passed its parity check)."""
-    from facelivenet.backend import load_backend
-
-    load_backend()
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    old = folder.parent / f".{folder.name}.old.{os.getpid()}"
-    try:
-        meta = {**make(tmp), "key": key}
-        cache.write_meta(tmp, meta)
-        for p in tmp.iterdir():
-            p.chmod(0o644)
-        tmp.chmod(0o755)
-        if folder.exists():
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def build_bundled(force: bool = False, log: Callable[[str], None] = print) -> dict[str, bool]:
     """Rebuild the stale bundled entries (all with ``force``); ``{kind: rebuilt}``."""
-    from facelivenet.runtime.build import build_detector, build_network
+    from facelivenet.runtime.build import build_detector, build_entry, build_network
 
     keys = shipped_keys()
     makers = {
@@ -80,7 +53,7 @@ def build_bundled(force: bool = False, log: Callable[[str], None] = print) -> di
             done[kind] = False
             continue
         log(f"{folder}: building (key {keys[kind][:16]}…) …")
-        _replace(folder, make, keys[kind])
+        build_entry(folder, lambda tmp, make=make, key=keys[kind]: {**make(tmp), "key": key}, replace=True)
         meta = cache.read_meta(folder)
         sizes = ", ".join(f"{p.name} {p.stat().st_size / 1e6:.2f} MB" for p in sorted(folder.glob("*.onnx")))
         log(f"{folder}: built ({sizes})")
