@@ -128,6 +128,22 @@ def test_wrong_expression_rejects():
     assert "surprise" in d.reasons[0].message
 
 
+def test_wrong_expression_must_be_held_as_long_as_an_answer():
+    # 30 fps, default settings: an answer needs 3 frames spanning 0.3 s (10 frames).
+    defaults = ChallengeSettings()
+    flicker = script((20, face("neutral")), (3, face("surprise")), (5, face("neutral")),
+                     (12, face("happy")), fps=30.0)
+    d = run_challenge(clip("happy"), flicker, defaults)
+    assert d.accepted, d.reasons  # 3 frames = 0.067 s of Surprise answer nothing
+    held = script((20, face("neutral")), (10, face("surprise")), (12, face("happy")), fps=30.0)
+    d = run_challenge(clip("happy"), held, defaults)
+    assert d.codes == (ReasonCode.WRONG_EXPRESSION,)
+    assert d.decided_frame == 29  # frames 20-29 span 0.3 s
+    assert "10 frames (0.30 s)" in d.reasons[0].message
+    # The same 10 frames answer a Surprise challenge: what rejects is exactly what answers.
+    assert run_challenge(clip("surprise"), held, defaults).accepted
+
+
 def test_unguarded_expressions_on_the_way_do_not_reject():
     # Surprise is often read as fear for a few frames while the mouth opens.
     frames = script((6, face("neutral")), (5, face("fear")), (3, face("surprise")))

@@ -60,7 +60,7 @@ class ChallengeEngine:
         self._phases: list[PhaseRecord] = []
         self._extend: list[_Counted] | None = None  # counted frames of the last completed phase
         self._mismatched_shown: dict[str, int] = {}
-        self._wrong_runs: dict[str, int] = {}
+        self._wrong_runs: dict[str, tuple[int, float]] = {}  # name -> (frames, first t)
         self._last_box: Box | None = None
         self._last_face_t: float = challenge.issued_at
         self._identity_set = False
@@ -274,13 +274,19 @@ class ChallengeEngine:
             name for name, p in face.expressions.items()
             if name in guarded and _finite(p) and p >= s.expression_threshold
         }
-        self._wrong_runs = {name: self._wrong_runs.get(name, 0) + 1 for name in shown}
-        for name, run in sorted(self._wrong_runs.items()):
-            if run >= s.wrong_expression_frames:
+        runs = {}
+        for name in shown:
+            frames, first = self._wrong_runs.get(name, (0, t))
+            runs[name] = (frames + 1, first)
+        self._wrong_runs = runs
+        for name, (run, first) in sorted(runs.items()):
+            # Held as an answer would have to be: this many frames and the answers' span,
+            # so a flicker of a few frames (fewer ms at a higher frame rate) is no answer.
+            if run >= s.wrong_expression_frames and t - first >= s.expression_min_duration - 1e-9:
                 self._decide(False, [Reason(
                     ReasonCode.WRONG_EXPRESSION,
-                    f"{name} was shown for {run} frames up to frame {index} (t={t:.2f} s) while "
-                    f"{self._steps[self._step]} was asked",
+                    f"{name} was shown for {run} frames ({t - first:.2f} s) up to frame {index} "
+                    f"(t={t:.2f} s) while {self._steps[self._step]} was asked",
                 )], t, index)
                 return
 

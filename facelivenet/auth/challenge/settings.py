@@ -64,7 +64,10 @@ class ChallengeSettings:
         wrong_expression_frames: after Neutral, holding a *guarded* expression that is
             neither the awaited one nor the one just completed for this many
             consecutive frames rejects (3), so a replayed clip that shows every
-            expression in turn cannot answer every challenge.
+            expression in turn cannot answer every challenge. The run must also span
+            ``expression_min_duration``, as an answer must: a flicker shorter than
+            any answer is no answer to another challenge, and a clip that could
+            answer that challenge holds the expression at least this long.
         guarded_expressions: the expressions that count as a wrong answer: these and
             the challenge's own (default: happy, surprise, the expressions challenges
             are drawn from). Other classes (fear, sad, ...) are not guarded: weak
