@@ -79,6 +79,42 @@ def _library_error(exc: FaceLiveNetError) -> JSONResponse:
     return _error(500, error_code(exc), "the server failed on this request (see its log)")
 
 
+class BodyCap:
+    """ASGI middleware: a request body over ``cap`` bytes is refused with 413 ``too_large``.
+
+    A declared Content-Length over the cap is refused before anything is read; a body
+    without one (chunked) is counted as it arrives and refused at the chunk that
+    crosses the cap, so no request buffers more than ``cap`` bytes whatever it declares.
+    """
+
+    def __init__(self, app: Any, cap: int):
+        self.app, self.cap = app, cap
+
+    def _message(self) -> str:
+        return f"the request is larger than the server's limit of {self.cap:,} bytes"
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or ()).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.cap:
+            await _error(413, "too_large", self._message())(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> dict:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.cap:  # the route's error handler answers 413 too_large
+                    raise StarletteHTTPException(413, self._message())
+            return message
+
+        await self.app(scope, counted, send)
+
+
 def create_app(settings: ServeSettings, *, auth: Any = None) -> FastAPI:
     """The app for ``settings``; ``auth`` (a :class:`~facelivenet.facade.FaceAuth`) skips loading the model."""
     service = Service(settings, auth=auth)
@@ -91,13 +127,7 @@ def create_app(settings: ServeSettings, *, auth: Any = None) -> FastAPI:
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["*"],
                            allow_headers=["*"])
 
-    @app.middleware("http")
-    async def cap_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        cap = max(settings.max_upload_bytes, 4 * settings.max_photo_bytes) + (1 << 20)
-        if length is not None and length.isdigit() and int(length) > cap:
-            return _error(413, "too_large", f"the request is larger than the server's limit of {cap:,} bytes")
-        return await call_next(request)
+    app.add_middleware(BodyCap, cap=max(settings.max_upload_bytes, 4 * settings.max_photo_bytes) + (1 << 20))
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError):
