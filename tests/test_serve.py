@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tempfile
 import threading
 from pathlib import Path
@@ -105,6 +106,15 @@ def test_health_page_and_openapi(client):
         assert p in paths
     assert_error(client.get("/v1/nothing"), 404, "not_found")
     assert_error(client.get("/v1/challenges"), 405, "method_not_allowed")
+    docs = client.get("/docs")  # Swagger UI, every file from this server (no CDN)
+    assert docs.status_code == 200 and "SwaggerUIBundle" in docs.text and "/openapi.json" in docs.text
+    assets = re.findall(r'(?:src|href)="([^"]+)"', docs.text)
+    assert sorted(assets) == ["/docs-assets/favicon-32x32.png", "/docs-assets/swagger-ui-bundle.js",
+                              "/docs-assets/swagger-ui.css"], assets
+    for url in assets:
+        assert client.get(url).status_code == 200, url
+    assert "SwaggerUIBundle" in client.get("/docs-assets/swagger-ui-bundle.js").text
+    assert client.get("/redoc").status_code == 404
 
 
 def test_a_challenge_is_bound_to_an_enrolled_identity(client):

@@ -17,9 +17,12 @@ from typing import Any
 
 from fastapi import FastAPI, File, Form, Header, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from swagger_ui_bundle import swagger_ui_path
 
 from facelivenet import __version__
 from facelivenet.auth.limits import client_key
@@ -33,6 +36,8 @@ from facelivenet.serve.uploads import ClipRefused, UploadTooLarge, probe_clip, s
 log = logging.getLogger("facelivenet.serve")
 
 STATIC = Path(__file__).resolve().parent / "static"
+#: Where the OpenAPI page's Swagger UI files (the swagger-ui-bundle wheel's) are served.
+DOCS_ASSETS = "/docs-assets"
 #: A temporary upload folder's path in a library message (the client is not told where it was).
 _UPLOAD_PATH = re.compile(r"\S*facelivenet-upload-[^/\s]+/")
 _STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
@@ -118,7 +123,7 @@ class BodyCap:
 def create_app(settings: ServeSettings, *, auth: Any = None) -> FastAPI:
     """The app for ``settings``; ``auth`` (a :class:`~facelivenet.facade.FaceAuth`) skips loading the model."""
     service = Service(settings, auth=auth)
-    app = FastAPI(title="facelivenet", version=__version__,
+    app = FastAPI(title="facelivenet", version=__version__, docs_url=None, redoc_url=None,
                   description="Face verification with expression challenge-response liveness.")
     app.state.service = service
     if settings.cors_origins:
@@ -173,6 +178,17 @@ def create_app(settings: ServeSettings, *, auth: Any = None) -> FastAPI:
     @app.get("/static/app.js", include_in_schema=False)
     def script():
         return FileResponse(STATIC / "app.js", media_type="text/javascript", headers=PAGE_HEADERS)
+
+    # The OpenAPI page is Swagger UI from the swagger-ui-bundle wheel, served by us: the
+    # browser fetches nothing from a CDN (FastAPI's default page loads it from one).
+    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs():
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title="facelivenet API",
+                                   swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                                   swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png")
 
     @app.get("/healthz", summary="liveness of the server")
     def healthz():
