@@ -112,6 +112,29 @@ def test_a_clip_that_stops_decoding_mid_stream_is_clip_corrupt(tmp_path):
     result = verify_clip(clip, ScriptedAnalyzer(script, REF), REF, Challenge.for_clip(("surprise",), 15.0),
                          ChallengeSettings())
     assert ReasonCode.CLIP_CORRUPT not in result.decision.codes
+    # An answer complete before the corruption is no accept: the rest must decode too.
+    late_cut = tmp_path / "late_cut.mp4"
+    data = bytearray(clip.read_bytes())
+    data[len(data) * 6 // 10 : len(data) * 8 // 10] = bytes(len(data) * 8 // 10 - len(data) * 6 // 10)
+    late_cut.write_bytes(bytes(data))
+    assert 30 < sum(1 for _ in VideoSource(late_cut)) < 80  # decodes past the answer, stops short of 90
+    early = [("neutral", True)] * 16 + [("surprise", True)] * 12 + [("neutral", True)] * 62
+    result = verify_clip(late_cut, ScriptedAnalyzer(early, REF), REF, Challenge.for_clip(("surprise",), 15.0),
+                         ChallengeSettings())
+    assert not result.decision.accepted and result.decision.codes == (ReasonCode.CLIP_CORRUPT,)
+    assert [p.name for p in result.decision.phases] == ["neutral", "surprise"]  # what was seen stays
+    assert result.frames_analyzed == 26 and result.stopped_early  # frames 16-25 span 0.3 s
+    whole = verify_clip(clip, ScriptedAnalyzer(early, REF), REF, Challenge.for_clip(("surprise",), 15.0),
+                        ChallengeSettings())
+    assert whole.decision.accepted and whole.frames_analyzed == 26  # an intact clip: accepted at frame 25
+    # Accepted on the very last frame that decodes: the count still rejects it.
+    n = sum(1 for _ in VideoSource(late_cut))
+    last = [("neutral", True)] * (n - 10) + [("surprise", True)] * 10 + [("neutral", True)] * (90 - n)
+    result = verify_clip(late_cut, ScriptedAnalyzer(last, REF), REF, Challenge.for_clip(("surprise",), 15.0),
+                         ChallengeSettings())
+    assert result.frames_analyzed == n and result.decision.codes == (ReasonCode.CLIP_CORRUPT,)
+    assert run_challenge(Challenge.for_clip(("surprise",), 15.0),
+                         [_obs(i / 30, e, i) for i, (e, _) in enumerate(last[:n])], ChallengeSettings()).accepted
 
 
 def _python(code: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import os
 import time
 from dataclasses import dataclass, field
@@ -10,7 +12,7 @@ from typing import Callable
 import numpy as np
 
 from facelivenet.auth.analyzer import FrameAnalysis, FrameAnalyzer
-from facelivenet.auth.challenge import Challenge, ChallengeEngine, ChallengeSettings, Decision
+from facelivenet.auth.challenge import ACCEPTED, Challenge, ChallengeEngine, ChallengeSettings, Decision
 from facelivenet.auth.clipcheck import MAX_FRAMES_ANALYSED, ClipTiming
 from facelivenet.video import VideoInfo, VideoSource
 
@@ -46,6 +48,20 @@ class ClipVerification:
         return self.frames_analyzed / self.seconds["total"] if self.seconds.get("total") else 0.0
 
 
+def _unanalysed_refused(frames, timing: ClipTiming, source: VideoSource):
+    """The clip check of the frames after an accept: decoded and timed, not analysed.
+
+    An accept reached early is not a decision on part of the clip: the frames after it
+    must still decode up to the declared count (``clip_corrupt``) with timestamps that
+    fit the frame count (``clip_timing``). The first refusal, or None.
+    """
+    for frame in frames:
+        refused = timing.frame(frame.index, frame.timestamp)
+        if refused is not None:
+            return refused
+    return timing.ended(source.frames_read)
+
+
 def verify_clip(path: str | os.PathLike, analyzer: FrameAnalyzer, reference: np.ndarray, challenge: Challenge,
                 settings: ChallengeSettings, *, stride: int = 1,
                 on_frames: Callable[[int], None] | None = None) -> ClipVerification:
@@ -68,7 +84,8 @@ def verify_clip(path: str | os.PathLike, analyzer: FrameAnalyzer, reference: np.
     The frames' times are checked first (:mod:`facelivenet.auth.clipcheck`): a declared
     rate out of range, or timestamps that disagree with the frame count, reject as
     ``clip_timing``; a clip that stops decoding well before its declared end rejects
-    as ``clip_corrupt``.
+    as ``clip_corrupt``. After an early accept the remaining frames are still decoded
+    and their times checked (not analysed): a clip that fails there is rejected for it.
     """
     source = VideoSource(path, stride=stride)
     engine = ChallengeEngine(challenge, settings, expression_classes=analyzer.model.expression_classes)
@@ -126,14 +143,21 @@ def verify_clip(path: str | os.PathLike, analyzer: FrameAnalyzer, reference: np.
             engine.refuse(refused, *refused_at)
             stopped = True
     capped = len(indices) >= MAX_FRAMES_ANALYSED
-    stopped = (stopped or capped) and next(frames, None) is not None
+    following = next(frames, None)
+    stopped = (stopped or capped) and following is not None
     if not stopped and not capped and not engine.decided:
         corrupt = timing.ended(source.frames_read)
         if corrupt is not None:
             engine.refuse(corrupt, last_ts, indices[-1] if indices else None)
+    late = None
+    if engine.state == ACCEPTED:  # the frames after the accept, if any, and the count
+        rest = itertools.chain([following], frames) if following is not None else ()
+        late = _unanalysed_refused(rest, timing, source)
     total = time.perf_counter() - t_start
     end_time = last_ts + stride / source.info.fps
     decision = engine.finish(end_time)
+    if late is not None:  # the decision's phases and trace stay; the verdict is the clip's
+        decision = dataclasses.replace(decision, accepted=False, reasons=(late,))
     return ClipVerification(
         decision=decision, info=source.info, frames_analyzed=len(indices), indices=indices,
         analyses=analyses, seconds={"detect": detect_s, "network": network_s, "total": total},
