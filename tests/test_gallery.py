@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,6 +19,7 @@ from PIL import Image
 from facelivenet.auth.gallery import (
     DetectorCropper, Gallery, embed_faces, enroll, identity_distances, model_fingerprint, open_gallery,
 )
+from facelivenet.auth.gallery import protect
 from facelivenet.errors import GalleryError, GalleryModelMismatch, InputError
 
 FP = "sha256:" + "ab" * 32
@@ -92,8 +94,15 @@ def test_enroll_round_trip_and_distances(tiny_model, tmp_path):
     assert g.embeddings("alice").shape == (2, tiny_model.config.embedding_size)
     assert g.get("alice").sources == [Path(p).name for p in alice]
     text = gpath.read_text()
-    # Embeddings only, and sealed: neither the names nor the file names are readable.
-    assert "alice" not in text and "png" not in text and len(text) < 20000
+    # Embeddings only, and sealed: neither the names nor the file names are readable, in the
+    # clear header or in the sealed bytes (not their base64 text, where "png" turns up by chance).
+    head = json.loads(text)
+    clear = json.dumps({k: v for k, v in head.items() if k != "data"})
+    sealed = base64.urlsafe_b64decode(head["data"] + "=" * (-len(head["data"]) % 4))
+    plain = protect.unseal(head, None, str(gpath))
+    for secret in ('"alice"', Path(alice[0]).name):
+        assert secret.encode() in plain and secret not in clear and secret.encode() not in sealed
+    assert len(text) < 20000
     probe = embed_faces(tiny_model, alice[:1])
     assert g.distances("alice", probe)[0] == pytest.approx(0.0, abs=1e-4)
     # More images append; --replace replaces.
