@@ -10,8 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import settings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+# Property tests draw fresh examples on every local run; CI (.ci/run sets
+# HYPOTHESIS_PROFILE=ci) replays the same examples each time, so that its verdict on a
+# commit does not depend on the draw, and keeps no example database in the checkout.
+settings.register_profile("ci", derandomize=True, database=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Real face data beside the project (never copied into it); tests skip without it.
