@@ -142,3 +142,11 @@ def cli_code(args: list[str]) -> str:
             f"sys.argv = ['facelivenet'] + {list(args)!r}\n"
             "try:\n    runpy.run_module('facelivenet', run_name='__main__')\n"
             "except SystemExit as e:\n    rc = e.code\n")
+
+
+def sealed_gallery_parts(path) -> tuple[str, bytes]:
+    """A sealed gallery file's clear header (as JSON text, without the data) and its sealed bytes."""
+    from facelivenet.auth.gallery import protect
+
+    head = json.loads(Path(path).read_text())
+    return json.dumps({k: v for k, v in head.items() if k != "data"}), protect._unb64(head["data"], "data", str(path))

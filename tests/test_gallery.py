@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,6 +19,7 @@ from facelivenet.auth.gallery import (
     DetectorCropper, Gallery, embed_faces, enroll, identity_distances, model_fingerprint, open_gallery,
 )
 from facelivenet.auth.gallery import protect
+from conftest import sealed_gallery_parts
 from facelivenet.errors import GalleryError, GalleryModelMismatch, InputError
 
 FP = "sha256:" + "ab" * 32
@@ -96,10 +96,8 @@ def test_enroll_round_trip_and_distances(tiny_model, tmp_path):
     text = gpath.read_text()
     # Embeddings only, and sealed: neither the names nor the file names are readable, in the
     # clear header or in the sealed bytes (not their base64 text, where "png" turns up by chance).
-    head = json.loads(text)
-    clear = json.dumps({k: v for k, v in head.items() if k != "data"})
-    sealed = base64.urlsafe_b64decode(head["data"] + "=" * (-len(head["data"]) % 4))
-    plain = protect.unseal(head, None, str(gpath))
+    clear, sealed = sealed_gallery_parts(gpath)
+    plain = protect.unseal(json.loads(text), None, str(gpath))
     for secret in ('"alice"', Path(alice[0]).name):
         assert secret.encode() in plain and secret not in clear and secret.encode() not in sealed
     assert len(text) < 20000

@@ -28,6 +28,7 @@ from facelivenet.auth.gallery import (
     upgrade_gallery,
 )
 from facelivenet.auth.gallery import protect
+from conftest import sealed_gallery_parts
 from facelivenet.errors import GalleryError, GalleryIntegrityError, GalleryModelMismatch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,8 +80,7 @@ def test_file_is_sealed_private_and_round_trips(tmp_path, config_home):
     # neither in the clear header nor in the sealed bytes. (The base64 text of the sealed bytes
     # is not searched: a random 1.5 kB of base64 holds "bob" about once in 170 files.)
     assert set(head) == {"format", "version", "cipher", "key_id", "nonce", "data"}
-    clear = json.dumps({k: v for k, v in head.items() if k != "data"})
-    sealed = base64.urlsafe_b64decode(head["data"] + "=" * (-len(head["data"]) % 4))
+    clear, sealed = sealed_gallery_parts(p)
     plain = protect.unseal(head, gallery_key(), str(p)).decode()
     for secret in ('"alice"', '"bob"', "alice0.jpg", "abababab", "x.keras",
                    f"{g.embeddings('alice')[0, 0]:.6f}"[:7]):
