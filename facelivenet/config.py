@@ -64,6 +64,10 @@ class NetworkConfig:
             below which two faces are the same identity (0..4).
         expression_threshold: probability at or above which an expression counts
             as shown.
+        neutral_threshold: probability of Neutral at or above which a frame shows
+            Neutral, Neutral being the most probable class (the challenge's start
+            state); ``None``: ``expression_threshold``. Calibrated on held-out faces
+            by ``facelivenet calibrate-neutral``.
     """
 
     preset: str = "simple"
@@ -80,6 +84,7 @@ class NetworkConfig:
     margin: int = 32
     verification_threshold: float = 1.1
     expression_threshold: float = 0.5
+    neutral_threshold: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "depths", tuple(int(d) for d in self.depths))
@@ -125,6 +130,10 @@ class NetworkConfig:
             raise ConfigError(
                 f"expression_threshold must be in (0, 1]. Received: {self.expression_threshold}"
             )
+        if self.neutral_threshold is not None and not 0.0 < self.neutral_threshold <= 1.0:
+            raise ConfigError(
+                f"neutral_threshold must be in (0, 1] or None. Received: {self.neutral_threshold}"
+            )
 
     @classmethod
     def from_preset(cls, preset: str = "simple", **overrides: Any) -> "NetworkConfig":
@@ -138,6 +147,10 @@ class NetworkConfig:
         out = dataclasses.asdict(self)
         out["depths"] = list(self.depths)
         out["expression_classes"] = list(self.expression_classes)
+        if out["neutral_threshold"] is None:
+            # Added after models shipped: left out at its default, so that a model without
+            # one keeps its dict, and so its fingerprint and the galleries tied to it.
+            del out["neutral_threshold"]
         return out
 
     @classmethod

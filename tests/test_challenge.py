@@ -168,6 +168,32 @@ def test_no_neutral_first_rejects():
     assert all(t.counted_for is None for t in d.trace)
 
 
+def calm(p_neutral: float, p_sad: float) -> FaceObservation:
+    """A calm face as a vote-trained head reads it: Neutral and Sad share the mass."""
+    rest = (1.0 - p_neutral - p_sad) / (len(CLASSES) - 2)
+    expressions = {c: rest for c in CLASSES} | {"neutral": p_neutral, "sad": p_sad}
+    return FaceObservation(box=BOX, identity_distance=0.3, expressions=expressions)
+
+
+def test_neutral_threshold_counts_neutral_only_as_the_most_probable_class():
+    low = SETTINGS.replace(neutral_threshold=0.35)
+    # p(neutral) 0.42 with Sad at 0.3: Neutral at the calibrated threshold, not at 0.5.
+    frames = script((8, calm(0.42, 0.3)), (4, face("happy")))
+    assert run_challenge(clip("happy"), frames, low).accepted
+    d = run_challenge(clip("happy"), frames, SETTINGS)
+    assert not d.accepted and ReasonCode.NO_NEUTRAL in d.codes
+    # Sad more probable than Neutral: no Neutral, whatever the threshold.
+    frames = script((8, calm(0.4, 0.45)), (4, face("happy")))
+    d = run_challenge(clip("happy"), frames, low.replace(neutral_threshold=0.1))
+    assert not d.accepted and ReasonCode.NO_NEUTRAL in d.codes
+    # One frame never shows Neutral and the answer: a still whose p(neutral) passes a low
+    # threshold while Surprise is on top answers nothing.
+    still = FaceObservation(box=BOX, identity_distance=0.3, expressions={
+        c: 0.0 for c in CLASSES} | {"neutral": 0.4, "surprise": 0.6})
+    d = run_challenge(clip("surprise"), script((30, still)), low.replace(neutral_threshold=0.3))
+    assert not d.accepted and ReasonCode.NO_NEUTRAL in d.codes
+
+
 def test_neutral_too_short_in_time_does_not_count():
     # 10 frames at 100 fps span 0.09 s < 0.5 s.
     frames = script((10, face("neutral")), (5, face("happy")), fps=100.0)

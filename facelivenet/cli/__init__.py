@@ -15,7 +15,7 @@ from facelivenet.cli.demo_cmds import demo
 from facelivenet.cli.detect_cmds import align
 from facelivenet.cli.eval_cmds import (
     evaluate_auth_cmd, evaluate_expression_cmd, evaluate_verification_cmd, make_auth_protocol_cmd,
-    plot_embeddings_cmd, calibrate_cmd,
+    plot_embeddings_cmd, calibrate_cmd, calibrate_neutral_cmd,
 )
 from facelivenet.cli.export_cmds import export_cmd
 from facelivenet.cli.joint_cmds import manifest_faces, prepare_joint, teacher_cache, train_joint_cmd
@@ -41,7 +41,7 @@ for _command in (
     manifest_faces,
     challenge, enroll, gallery, verify_video, realtime, export_cmd,
     evaluate_verification_cmd, evaluate_expression_cmd, make_auth_protocol_cmd, evaluate_auth_cmd,
-    plot_embeddings_cmd, calibrate_cmd, serve,
+    plot_embeddings_cmd, calibrate_cmd, calibrate_neutral_cmd, serve,
 ):
     cli.add_command(_command)
 

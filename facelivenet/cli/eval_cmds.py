@@ -312,14 +312,8 @@ def calibrate_cmd(data_dir, out_path, model_path, val_fraction, seed, far, margi
     """
     from facelivenet.api import load_model
     from facelivenet.eval.calibrate import calibrate_verification, calibration_images
-    from facelivenet.models.io import save_network
-    from facelivenet.train.stages import with_config
 
-    out = Path(out_path)
-    if out.suffix != ".keras":
-        raise CliError(f"{out_path}: the model file name must end in .keras")
-    if out.exists() and not force:
-        raise CliError(f"{out_path}: already exists (use --force to overwrite)")
+    out = _calibrated_out(out_path, force)
     model = load_model(model_path)
     paths, groups, _ = calibration_images(data_dir, val_fraction=val_fraction, seed=seed)
     with progress_bar(len(paths), label="embedding", quiet=quiet) as bar:
@@ -328,11 +322,82 @@ def calibrate_cmd(data_dir, out_path, model_path, val_fraction, seed, far, margi
     changes = {"verification_threshold": round(result.threshold, 4)}
     if margin is not None:
         changes["margin"] = margin
-    network = with_config(model.network, **changes)
-    save_network(network, out)
+    _write_calibrated(model, changes, out)
     d = {"model": str(model.source), "out": str(out), "data": data_dir, **result.to_dict(),
          "recorded": changes}
     emit(d, as_json, _calibrate_text)
+
+
+def _calibrated_out(out_path: str, force: bool) -> Path:
+    out = Path(out_path)
+    if out.suffix != ".keras":
+        raise CliError(f"{out_path}: the model file name must end in .keras")
+    if out.exists() and not force:
+        raise CliError(f"{out_path}: already exists (use --force to overwrite)")
+    return out
+
+
+def _write_calibrated(model, changes: dict, out: Path) -> None:
+    """A copy of ``model``'s network with ``changes`` to its config, saved to ``out``."""
+    from facelivenet.models.io import save_network
+    from facelivenet.train.stages import with_config
+
+    save_network(with_config(model.network, **changes), out)
+
+
+@click.command("calibrate-neutral", cls=Command)
+@click.option("--data", "data_dirs", required=True, multiple=True, type=_DIR,
+              help="Held-out face crops in the model's geometry, one sub-folder per expression "
+                   "(e.g. manifest-faces --by expression --split val). Repeatable.")
+@click.option("--out", "out_path", required=True, type=_FILE, help="Calibrated model file (.keras).")
+@model_option
+@click.option("--recall", type=click.FloatRange(0, 1, min_open=True), default=0.8, show_default=True,
+              help="Neutral recall to reach on DATA's neutral faces.")
+@click.option("--force", is_flag=True, help="Overwrite OUT if it exists.")
+@json_option
+@quiet_option
+def calibrate_neutral_cmd(data_dirs, out_path, model_path, recall, force, as_json, quiet):
+    """Choose the Neutral threshold on held-out faces and write it into a model copy.
+
+    A challenge starts from Neutral: a frame shows it when Neutral is the most probable
+    class and p(neutral) reaches the model's neutral_threshold. This picks the largest
+    threshold at which --recall of DATA's neutral faces show Neutral, and reports the
+    share of the other faces that would too. Calibrate on held-out faces (FER+
+    validation, held-out performers), never on the clips you test with.
+    """
+    from facelivenet.api import load_model
+    from facelivenet.data.datasets import scan_class_folders
+    from facelivenet.eval.calibrate import calibrate_neutral
+
+    out = _calibrated_out(out_path, force)
+    model = load_model(model_path)
+    paths, labels = [], []
+    for d in data_dirs:
+        data = scan_class_folders(d)
+        paths += list(data.paths)
+        labels += [data.class_names[i] for i in data.labels]
+    result = calibrate_neutral(model, paths, labels, recall=recall, progress=_chunks("predicting", quiet),
+                               source=", ".join(data_dirs))
+    changes = {"neutral_threshold": result.threshold}
+    _write_calibrated(model, changes, out)
+    d = {"model": str(model.source), "out": str(out), "data": list(data_dirs), **result.to_dict(),
+         "recorded": changes}
+    emit(d, as_json, _calibrate_neutral_text)
+
+
+def _calibrate_neutral_text(d: dict) -> str:
+    lines = [
+        f"calibrated on {d['neutral_faces']} neutral and {d['other_faces']} other faces",
+        f"threshold:  Neutral most probable and p(neutral) >= {d['threshold']:.4f}",
+        f"Neutral recall {d['recall']:.4f} (asked {d['recall_target']:g}), other faces shown as Neutral "
+        f"{d['false_neutral']:.4f}; at the expression threshold: {d['recall_at_expression_threshold']:.4f}, "
+        f"{d['false_neutral_at_expression_threshold']:.4f}",
+        f"wrote {d['out']} (neutral_threshold = {d['recorded']['neutral_threshold']})",
+    ]
+    if not d["reached"]:
+        lines.insert(2, "warning: Neutral is the most probable class of too few neutral faces to reach "
+                        "the recall asked; the threshold admits all of them")
+    return "\n".join(lines)
 
 
 def _calibrate_text(d: dict) -> str:

@@ -47,7 +47,9 @@ def _info_text(d: dict) -> str:
         f"embedding:      {c['embedding_size']}-d, L2-normalised",
         f"expressions:    {', '.join(c['expression_classes'])}",
         f"thresholds:     verification squared L2 <= {c['verification_threshold']}, "
-        f"expression p >= {c['expression_threshold']}",
+        f"expression p >= {c['expression_threshold']}, Neutral p >= "
+        f"{c['expression_threshold'] if c.get('neutral_threshold') is None else c['neutral_threshold']} "
+        f"(most probable)",
     ])
 
 

@@ -30,7 +30,7 @@ def threshold_options(func):
     """``--threshold D`` and ``--expression-threshold P``: the decision thresholds (default: the model's)."""
     func = click.option("--expression-threshold", type=click.FloatRange(0, 1, min_open=True), default=None,
                         help="Probability at which a frame shows Neutral or an expression "
-                             "(default: the model's expression_threshold).")(func)
+                             "(default: the model's expression_threshold, and its neutral_threshold for Neutral).")(func)
     func = click.option("--threshold", type=click.FloatRange(0, 4), default=None,
                         help="Identity threshold: squared L2 distance between unit embeddings at or below "
                              "which the face is the reference's person (default: the model's, see `info`).")(func)

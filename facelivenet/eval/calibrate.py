@@ -124,4 +124,116 @@ def calibrate_verification(model, paths, groups, *, seed: int = 0, far: float | 
     )
 
 
-__all__ = ["Calibration", "calibrate_verification", "calibration_images", "embed_files"]
+@dataclass(frozen=True)
+class NeutralCalibration:
+    """Result of :func:`calibrate_neutral`.
+
+    Attributes:
+        threshold: chosen p(neutral) threshold (a face shows Neutral iff Neutral is the
+            most probable class and p(neutral) >= threshold).
+        recall_target: the Neutral recall asked for.
+        recall: share of the neutral faces shown as Neutral at ``threshold``.
+        false_neutral: share of the other faces shown as Neutral at ``threshold``.
+        reached: whether ``recall`` reaches ``recall_target`` (when Neutral is the most
+            probable class of too few neutral faces, no threshold can).
+        recall_at_expression_threshold, false_neutral_at_expression_threshold: the same
+            at the model's ``expression_threshold``, for comparison.
+        neutral_faces, other_faces: what was measured.
+    """
+
+    threshold: float
+    recall_target: float
+    recall: float
+    false_neutral: float
+    reached: bool
+    recall_at_expression_threshold: float
+    false_neutral_at_expression_threshold: float
+    neutral_faces: int
+    other_faces: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+
+
+def neutral_threshold_for_recall(probs: np.ndarray, is_neutral: np.ndarray, neutral_index: int,
+                                 recall: float) -> tuple[float, bool]:
+    """The largest p(neutral) threshold at which Neutral recall reaches ``recall``.
+
+    A face shows Neutral when no class is more probable than Neutral and p(neutral) is at
+    or above the threshold (the challenge engine's rule). Returns ``(threshold, reached)``;
+    when too few neutral faces have Neutral as their most probable class, the threshold
+    is the lowest p(neutral) among those that do, and ``reached`` is False.
+    """
+    probs = np.asarray(probs, np.float64)
+    is_neutral = np.asarray(is_neutral, bool)
+    if not 0.0 < recall <= 1.0:
+        raise InputError(f"recall must be in (0, 1]. Received: {recall}")
+    if not is_neutral.any():
+        raise InputError("no neutral faces to calibrate on")
+    p = probs[is_neutral]
+    top = p[p[:, neutral_index] >= p.max(axis=1), neutral_index]
+    if top.size == 0:
+        raise InputError("Neutral is the most probable class of none of the neutral faces")
+    needed = int(np.ceil(recall * len(p) - 1e-9))
+    ranked = np.sort(top)[::-1]
+    if needed <= len(ranked):
+        return float(ranked[max(needed, 1) - 1]), True
+    return float(ranked[-1]), False
+
+
+def neutral_rates(probs: np.ndarray, is_neutral: np.ndarray, neutral_index: int,
+                  threshold: float) -> tuple[float, float]:
+    """(recall on the neutral faces, false-neutral rate on the others) at ``threshold``."""
+    probs = np.asarray(probs, np.float64)
+    is_neutral = np.asarray(is_neutral, bool)
+    shown = (probs[:, neutral_index] >= probs.max(axis=1)) & (probs[:, neutral_index] >= threshold)
+    others = ~is_neutral
+    return (float(shown[is_neutral].mean()) if is_neutral.any() else float("nan"),
+            float(shown[others].mean()) if others.any() else float("nan"))
+
+
+def calibrate_neutral(model, paths, labels, *, recall: float = 0.8, progress=None,
+                      source: str = "calibration data") -> NeutralCalibration:
+    """Pick the p(neutral) threshold of ``model`` at a Neutral recall on labelled face crops.
+
+    The challenge starts from Neutral, and a head trained on vote distributions (FER+)
+    spreads a calm face's probability over neutral, sad and angry as the annotators
+    did, so a fixed 0.5 misses calm faces. The threshold is set, like the verification
+    threshold, on held-out faces, never on test clips; Neutral must stay the most
+    probable class, so a frame never shows Neutral and an expression at once.
+
+    Args:
+        model: a :class:`facelivenet.api.FaceModel`.
+        paths, labels: (N,) face crops in the model's geometry and their class names
+            (any name; those meaning Neutral are the positives).
+        recall: the Neutral recall to reach.
+        progress: ``progress(chunks, n_chunks)`` wrapper (a progress bar).
+        source: names the data in errors.
+    """
+    from facelivenet.eval.crops import analyze_files
+    from facelivenet.eval.expression import class_index
+
+    classes = tuple(model.config.expression_classes)
+    n = class_index("neutral", classes)
+    if n is None:
+        raise InputError(f"the model has no Neutral class ({', '.join(classes)})")
+    is_neutral = np.array([class_index(str(x), classes) == n for x in labels], bool)
+    if is_neutral.sum() < 20 or (~is_neutral).sum() < 20:
+        raise InputError(f"{source}: calibration needs at least 20 neutral and 20 other faces, "
+                         f"found {int(is_neutral.sum())} and {int((~is_neutral).sum())}")
+    probs = analyze_files(model, list(paths), progress=progress).expressions
+    try:
+        threshold, reached = neutral_threshold_for_recall(probs, is_neutral, n, recall)
+    except InputError as e:
+        raise InputError(f"{source}: {e}") from None
+    threshold = float(np.floor(threshold * 1e4) / 1e4)  # recorded to 4 places, never above
+    r, f = neutral_rates(probs, is_neutral, n, threshold)
+    r0, f0 = neutral_rates(probs, is_neutral, n, float(model.config.expression_threshold))
+    return NeutralCalibration(threshold=threshold, recall_target=float(recall), recall=r, false_neutral=f,
+                              reached=bool(reached), recall_at_expression_threshold=r0,
+                              false_neutral_at_expression_threshold=f0,
+                              neutral_faces=int(is_neutral.sum()), other_faces=int((~is_neutral).sum()))
+
+
+__all__ = ["Calibration", "NeutralCalibration", "calibrate_neutral", "calibrate_verification", "calibration_images",
+           "embed_files", "neutral_rates", "neutral_threshold_for_recall"]

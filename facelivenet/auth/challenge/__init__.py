@@ -6,8 +6,9 @@ faces in it, each with its box, its identity distance to the enrolled reference 
 its expression probabilities by name) and decides, in the sense of the FaceLiveNet
 papers, whether the *enrolled person* answered the challenge *live*:
 
-1. after the challenge is issued, the tracked face shows Neutral for at least
-   ``neutral_min_frames`` consecutive frames spanning ``neutral_min_duration`` seconds;
+1. after the challenge is issued, the tracked face shows Neutral (probability >=
+   ``neutral_threshold``, no class more probable) for at least ``neutral_min_frames``
+   consecutive frames spanning ``neutral_min_duration`` seconds;
 2. then each requested expression, in order, for ``expression_min_frames``
    consecutive frames spanning ``expression_min_duration`` seconds with probability
    >= ``expression_threshold``;

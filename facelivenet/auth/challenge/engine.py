@@ -237,7 +237,7 @@ class ChallengeEngine:
 
         target = self._steps[self._step]
         p = self._prob(face, target, index)
-        shown = p >= (s.neutral_threshold if self._step == 0 else s.expression_threshold)
+        shown = self._neutral_shown(face, p) if self._step == 0 else p >= s.expression_threshold
         counted = None
         if shown and match:
             self._extend = None
@@ -254,8 +254,9 @@ class ChallengeEngine:
             self._break_streak()
             if self._extend is not None:
                 prev = self._steps[self._step - 1]
-                prev_threshold = s.neutral_threshold if self._step == 1 else s.expression_threshold
-                if match and self._prob(face, prev, index) >= prev_threshold:
+                p_prev = self._prob(face, prev, index)
+                if match and (self._neutral_shown(face, p_prev) if self._step == 1
+                              else p_prev >= s.expression_threshold):
                     self._extend.append(_Counted(index, t, distance))
                     self._phases[-1] = self._phase_record(self._step - 1, self._extend, complete=True)
                     counted = prev
@@ -289,6 +290,14 @@ class ChallengeEngine:
                     f"(t={t:.2f} s) while {self._steps[self._step]} was asked",
                 )], t, index)
                 return
+
+    def _neutral_shown(self, face: FaceObservation, p: float) -> bool:
+        """Neutral (probability ``p``) is shown at ``p >= neutral_threshold`` when no other
+        class is more probable: a threshold calibrated under 0.5 never lets one frame show
+        Neutral and an expression at once."""
+        if p < self.settings.neutral_threshold:
+            return False
+        return all(not _finite(q) or float(q) <= p for name, q in face.expressions.items() if name != NEUTRAL)
 
     def _prob(self, face: FaceObservation, name: str, index: int) -> float:
         if is_move(name):

@@ -36,7 +36,9 @@ class ChallengeSettings:
     Attributes:
         neutral_min_frames: consecutive counted frames of Neutral needed first (5).
         neutral_min_duration: and the span, first to last of those frames (0.5 s).
-        neutral_threshold: probability at or above which a frame shows Neutral (0.5).
+        neutral_threshold: probability at or above which a frame shows Neutral, when no
+            other class is more probable (0.5; the model's ``neutral_threshold`` via
+            :meth:`for_model`, calibrated on held-out faces, else its ``expression_threshold``).
         expression_min_frames: consecutive counted frames each requested expression
             must be held for (3).
         expression_min_duration: and the span of those frames (0.3 s), so a flash of a
@@ -132,7 +134,8 @@ class ChallengeSettings:
         values = dict(
             identity_threshold=float(config.verification_threshold),
             expression_threshold=float(config.expression_threshold),
-            neutral_threshold=float(config.expression_threshold),
+            neutral_threshold=float(config.expression_threshold if getattr(config, "neutral_threshold", None) is None
+                                    else config.neutral_threshold),
         )
         values.update(overrides)
         return cls(**values)
