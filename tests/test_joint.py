@@ -170,6 +170,46 @@ def test_joint_targets_pack_every_label_and_mask():
     np.testing.assert_allclose(t[[0, 3]], [[1, 0], [-1, 0]])        # centred on the mean, normalised
 
 
+def test_source_repeats_put_a_face_in_the_epoch_n_times_each_with_its_own_jitter(tmp_path):
+    from facelivenet.data import tfdata
+
+    lm = landmark_template(112)
+    paths = []
+    for i in range(4):
+        _img(tmp_path / f"{i}.png", size=(112, 112), rng=np.random.default_rng(i))
+        paths.append(str(tmp_path / f"{i}.png"))
+    marks = np.stack([lm] * 4)
+    targets = np.arange(4, dtype=np.float32)[:, None]
+    kw = dict(image_size=80, batch_size=2, seed=0, epoch=0, gray_share=0.0)
+    batches = list(tfdata.joint_dataset(paths, marks, targets, repeats=np.array([1, 3, 1, 1]), **kw))
+    assert len(batches) == 3  # a pool of 6 faces
+    seen = np.concatenate([y.numpy()[:, 0] for _, y in batches]).astype(int)
+    assert sorted(seen.tolist()) == [0, 1, 1, 1, 2, 3]
+    images = np.concatenate([x.numpy() for x, _ in batches])
+    copies = images[seen == 1]
+    assert not np.array_equal(copies[0], copies[1]) and not np.array_equal(copies[1], copies[2])
+    # Resuming after one batch gives the rest of the same epoch.
+    rest = list(tfdata.joint_dataset(paths, marks, targets, repeats=np.array([1, 3, 1, 1]), skip_batches=1, **kw))
+    np.testing.assert_array_equal(np.concatenate([y.numpy()[:, 0] for _, y in rest]), seen[2:])
+    plain = list(tfdata.joint_dataset(paths, marks, targets, **kw))
+    assert sorted(np.concatenate([y.numpy()[:, 0] for _, y in plain]).astype(int).tolist()) == [0, 1, 2, 3]
+
+
+def test_source_repeats_are_checked(runner):
+    from facelivenet.cli import cli
+    from facelivenet.errors import ConfigError
+    from facelivenet.train.options import JointConfig
+
+    cfg = JointConfig(data="d", out="o.keras", source_repeats=(("taiwanese", 4), ("ckplus", 2)))
+    assert dict(cfg.source_repeats) == {"taiwanese": 4, "ckplus": 2}
+    with pytest.raises(ConfigError, match="unknown source kind 'lfw'"):
+        JointConfig(data="d", out="o.keras", source_repeats=(("lfw", 2),))
+    with pytest.raises(ConfigError, match="integer >= 1"):
+        JointConfig(data="d", out="o.keras", source_repeats=(("fer", 0),))
+    r = runner.invoke(cli, ["train-joint", "--data", "d", "--out", "o.keras", "--source-repeat", "taiwanese=x"])
+    assert r.exit_code == 2 and "'taiwanese=x': expected KIND=N" in r.stderr
+
+
 def test_teacher_key_changes_with_the_landmarks():
     from facelivenet.train.teacher import record_key
 
@@ -205,6 +245,7 @@ def test_train_joint_runs_masked_losses_and_records_the_geometry(fer_dir, tmp_pa
         data=str(tmp_path / "m"), out=str(tmp_path / "j.keras"), epochs=1, batch_size=8, steps_per_epoch=2,
         image_size=TINY["image_size"], embedding_size=TINY["embedding_size"], optimizer="momentum",
         learning_rate=0.01, quiet=True, bn_batches=1, loss=VerificationLossConfig(kind="arcface"),
+        source_repeats=(("fer", 2),),
     )
     result = train_joint(cfg)
     net = load_network(result.model)

@@ -93,6 +93,19 @@ def teacher_cache(manifest_dir, cache_dir, split, only_sources, shard, quiet, as
          lambda r: f"{r['cache']}: {r['embeddings']} teacher embeddings ({r['records']} records asked for)")
 
 
+def _parse_repeats(ctx, param, values) -> tuple[tuple[str, int], ...]:
+    from facelivenet.data.joint import SOURCE_KINDS
+
+    out = {}
+    for text in values:
+        kind, _, n = text.partition("=")
+        if kind not in SOURCE_KINDS or not n.isdigit() or int(n) < 1:
+            raise click.BadParameter(f"{text!r}: expected KIND=N with KIND one of {', '.join(SOURCE_KINDS)} "
+                                     "and N an integer >= 1")
+        out[kind] = int(n)
+    return tuple(out.items())
+
+
 @click.command("train-joint", cls=Command)
 @_common
 @_architecture
@@ -110,6 +123,9 @@ def teacher_cache(manifest_dir, cache_dir, split, only_sources, shard, quiet, as
 @click.option("--weight-smiling", type=click.FloatRange(min=0), default=0.5, show_default=True)
 @click.option("--gray-share", type=click.FloatRange(0, 1), default=0.25, show_default=True,
               help="Share of colour training faces turned grey.")
+@click.option("--source-repeat", "source_repeats", multiple=True, callback=_parse_repeats, metavar="KIND=N",
+              help="Each training face of this source kind enters every epoch N times, each with its own "
+                   "jitter (weighs a small source up, e.g. taiwanese=4). Repeatable.")
 @click.option("--min-images", "min_images_per_identity", type=click.IntRange(min=1), default=2, show_default=True,
               help="Identities with fewer training images get no identity label.")
 def train_joint_cmd(as_json, **kw):

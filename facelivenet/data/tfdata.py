@@ -116,6 +116,7 @@ def joint_dataset(
     skip_batches: int = 0,
     flip: bool = True,
     gray_share: float = 0.25,
+    repeats: np.ndarray | None = None,
 ) -> tf.data.Dataset:
     """One epoch of joint training batches ``(images (B,S,S,3) uint8, targets (B,M) float32)``.
 
@@ -123,16 +124,18 @@ def joint_dataset(
     the model's template, with the seeded jitter, flip and random grey of
     :func:`facelivenet.data.joint.load_face`; ``targets`` are the packed label columns
     of :class:`facelivenet.train.stages.JointLayout`. Same order and resume rule as
-    :func:`training_dataset`.
+    :func:`training_dataset`. ``repeats`` (N,) ints >= 1: how many times each face
+    enters the epoch's pool (each copy with its own jitter), to weigh small sources up.
     """
     from facelivenet.data.joint import load_face
 
     n = len(paths)
     if n < batch_size:
         raise DatasetError(f"{n} training images are fewer than one batch of {batch_size}")
-    order = epoch_order(n, seed, epoch)
+    pool = np.arange(n) if repeats is None else np.repeat(np.arange(n), np.asarray(repeats, np.int64))
+    order = pool[epoch_order(len(pool), seed, epoch)]
     start = skip_batches * batch_size
-    order = order[start : steps_per_epoch(n, batch_size) * batch_size]
+    order = order[start : steps_per_epoch(len(pool), batch_size) * batch_size]
     all_paths = np.asarray(paths, dtype=object)
     marks = np.asarray(landmarks, np.float32)
     y = np.asarray(targets, np.float32)[order]

@@ -299,6 +299,8 @@ class JointConfig(FreshNetworkConfig):
         weight_identity, weight_distill, weight_expression, weight_smiling: the terms'
             weights in the joint objective.
         gray_share: share of colour faces turned grey in training.
+        source_repeats: ``(kind, n)`` pairs: each training face of that source kind
+            enters every epoch's pool ``n`` times (default 1), to weigh small sources up.
         min_images_per_identity: identities with fewer training images get no identity
             label (their faces still train distillation and expressions).
         max_val_images: cap on held-out identity images validated each epoch.
@@ -312,6 +314,7 @@ class JointConfig(FreshNetworkConfig):
     weight_expression: float = 1.0
     weight_smiling: float = 0.5
     gray_share: float = 0.25
+    source_repeats: tuple[tuple[str, int], ...] = ()
     min_images_per_identity: int = 2
     max_val_images: int = 2000
 
@@ -324,4 +327,13 @@ class JointConfig(FreshNetworkConfig):
                 raise ConfigError(f"{name} must be >= 0. Received: {getattr(self, name)}")
         if not 0.0 <= self.gray_share <= 1.0:
             raise ConfigError(f"gray_share must be in [0, 1]. Received: {self.gray_share}")
+        from facelivenet.data.joint import SOURCE_KINDS
+
+        repeats = tuple((str(k), n) for k, n in dict(self.source_repeats).items())
+        for kind, n in repeats:
+            if kind not in SOURCE_KINDS:
+                raise ConfigError(f"source_repeats: unknown source kind {kind!r}; choose from {list(SOURCE_KINDS)}")
+            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+                raise ConfigError(f"source_repeats: {kind} must repeat an integer >= 1 times. Received: {n!r}")
+        object.__setattr__(self, "source_repeats", repeats)
         _positive("min_images_per_identity", self.min_images_per_identity)

@@ -408,17 +408,20 @@ def train_joint(cfg, *, on_step: OnStep | None = None,
 
     paths = tuple(r.path for r in train)
     marks = np.asarray([r.landmarks for r in train], np.float32)
+    repeat_of = dict(cfg.source_repeats)
+    repeats = np.array([repeat_of.get(r.source, 1) for r in train], np.int64) if repeat_of else None
 
     def batches(*, epoch, seed, skip_batches, batch_size, image_size):
         return tfdata.joint_dataset(paths, marks, targets, image_size=image_size, batch_size=batch_size,
                                     seed=seed, epoch=epoch, skip_batches=skip_batches, flip=cfg.flip,
-                                    gray_share=cfg.gray_share)
+                                    gray_share=cfg.gray_share, repeats=repeats)
 
     fingerprint = {
         "stage": "joint", "identities": len(identities), "images": len(train), "teacher": bool(teacher),
         "batch_size": cfg.batch_size, "seed": cfg.seed, "optimizer": cfg.optimizer,
         "precision": cfg.precision, "model": cfg.model, "loss": cfg.loss.kind,
         "weights": [weights.identity, weights.distill, weights.expression, weights.smiling],
+        **({"source_repeats": [list(x) for x in cfg.source_repeats]} if cfg.source_repeats else {}),
         "architecture": None if cfg.model else [cfg.preset, cfg.width, cfg.embedding_size, cfg.image_size],
     }
     result = run_training(
