@@ -27,6 +27,11 @@ MAX_PAIRS = 6000
 READ_CHUNK = 256
 
 
+def _rounded(result: Any) -> dict[str, Any]:
+    """A result dataclass as a dict, floats rounded to 6 places."""
+    return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in result.__dict__.items()}
+
+
 @dataclass(frozen=True)
 class Calibration:
     """Result of :func:`calibrate_verification`.
@@ -52,7 +57,7 @@ class Calibration:
     images: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+        return _rounded(self)
 
 
 def calibration_images(data_dir: str | os.PathLike, *, val_fraction: float, seed: int):
@@ -152,7 +157,12 @@ class NeutralCalibration:
     other_faces: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+        return _rounded(self)
+
+
+def _neutral_on_top(probs: np.ndarray, neutral_index: int) -> np.ndarray:
+    """(N,) whether no class is more probable than Neutral (ties count, as in the engine)."""
+    return probs[:, neutral_index] >= probs.max(axis=1)
 
 
 def neutral_threshold_for_recall(probs: np.ndarray, is_neutral: np.ndarray, neutral_index: int,
@@ -171,7 +181,7 @@ def neutral_threshold_for_recall(probs: np.ndarray, is_neutral: np.ndarray, neut
     if not is_neutral.any():
         raise InputError("no neutral faces to calibrate on")
     p = probs[is_neutral]
-    top = p[p[:, neutral_index] >= p.max(axis=1), neutral_index]
+    top = p[_neutral_on_top(p, neutral_index), neutral_index]
     if top.size == 0:
         raise InputError("Neutral is the most probable class of none of the neutral faces")
     needed = int(np.ceil(recall * len(p) - 1e-9))
@@ -186,7 +196,7 @@ def neutral_rates(probs: np.ndarray, is_neutral: np.ndarray, neutral_index: int,
     """(recall on the neutral faces, false-neutral rate on the others) at ``threshold``."""
     probs = np.asarray(probs, np.float64)
     is_neutral = np.asarray(is_neutral, bool)
-    shown = (probs[:, neutral_index] >= probs.max(axis=1)) & (probs[:, neutral_index] >= threshold)
+    shown = _neutral_on_top(probs, neutral_index) & (probs[:, neutral_index] >= threshold)
     others = ~is_neutral
     return (float(shown[is_neutral].mean()) if is_neutral.any() else float("nan"),
             float(shown[others].mean()) if others.any() else float("nan"))
